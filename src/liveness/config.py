@@ -1,0 +1,139 @@
+"""The ``params.yaml`` schema.
+
+Each pipeline stage reads only its own section. Every section forbids unknown keys, so a typo such as
+``train.epoch`` fails before any work starts, with an error that names the key and the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(ValueError):
+    """params.yaml is missing, unreadable or invalid; the message names the key to fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BaseParams(_Section):
+    seed: int = Field(0, description="Seed for every random choice in the pipeline.")
+
+
+class ModelParams(_Section):
+    profile: str = Field("patent", description="Width profile name; see liveness.model.profiles.")
+    image_size: int = Field(128, ge=8, description="Square crop size in pixels; must be divisible by 4.")
+    decoder_channels: int | None = Field(
+        None, ge=1, description="Width of the deep face/background features (patent: 64 or 32). None keeps the profile's."
+    )
+
+    @field_validator("image_size")
+    @classmethod
+    def _divisible_by_four(cls, value: int) -> int:
+        if value % 4:
+            raise ValueError(f"image_size must be divisible by 4 (two stride-2 poolings), got {value}")
+        return value
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value: str) -> str:
+        from liveness.model.profiles import PROFILES
+
+        if value not in PROFILES:
+            raise ValueError(f"unknown width profile {value!r}; choose one of {sorted(PROFILES)}")
+        return value
+
+
+class IdentityParams(_Section):
+    backbone: Literal["vggface2", "onet", "none"] = Field(
+        "vggface2",
+        description=(
+            "vggface2: the real identity network (InceptionResnetV1, VGGFace2 weights from `weights` or the torch "
+            "hub cache). onet: offline stand-in (MTCNN's shipped ONet features; not identity). none: drop L_id."
+        ),
+    )
+    weights: Path | None = Field(None, description="Path to 20180402-114759-vggface2.pt; None looks in the torch hub cache.")
+
+
+class LossParams(_Section):
+    """Weights of the generator's loss terms (DESIGN §1.2; GANomaly's usual values)."""
+
+    pixel: float = Field(50.0, ge=0)
+    adversarial: float = Field(1.0, ge=0)
+    identity: float = Field(1.0, ge=0)
+    latent: float = Field(1.0, ge=0)
+
+
+class TrainParams(_Section):
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(64, ge=1, description="Global batch size, split evenly across DDP ranks.")
+    lr: float = Field(1e-4, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    min_lr: float = Field(0.0, ge=0, description="Floor of the cosine annealing.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU.")
+    compile: bool = Field(False, description="Wrap the networks in torch.compile.")
+    checkpoint_every_steps: int = Field(200, ge=1)
+    log_every_steps: int = Field(10, ge=1)
+    num_workers: int = Field(2, ge=0)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in value):
+            raise ValueError(f"Adam betas must lie in [0, 1), got {value}")
+        return value
+
+
+class Params(_Section):
+    base: BaseParams = BaseParams()
+    model: ModelParams = ModelParams()
+    identity: IdentityParams = IdentityParams()
+    loss: LossParams = LossParams()
+    train: TrainParams = TrainParams()
+
+
+def _format_errors(error: ValidationError, source: str) -> str:
+    lines = [f"{source} is invalid:"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "<root>"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  - {key}: unknown key (check its spelling; see params.yaml for the valid keys)")
+        else:
+            lines.append(f"  - {key}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_params(raw: dict | None, source: str = "params") -> Params:
+    """Validate a params mapping; ConfigError names every bad key."""
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as error:
+        raise ConfigError(_format_errors(error, source)) from None
+
+
+def load_params(path: str | Path, overrides: dict | None = None) -> Params:
+    """Read and validate ``params.yaml``; ``overrides`` maps dotted keys (``train.epochs``) to values."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file {path} not found; pass --params or run from the project root")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
+    for dotted, value in (overrides or {}).items():
+        section = raw
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            section = section.setdefault(part, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"override {dotted}: {part} is not a section")
+        section[leaf] = value
+    return parse_params(raw, str(path))

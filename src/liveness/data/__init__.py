@@ -1,0 +1,1 @@
+"""Datasets of live face crops (uint8 HxWx3)."""

@@ -1,0 +1,49 @@
+"""The patent's networks, losses and score, in pure torch (DESIGN §1).
+
+Map from the patent's claims (as DESIGN §1 reads them) to the code:
+
+======  ==========================================================  ==============================================
+Claim   What it claims                                              Code
+======  ==========================================================  ==============================================
+1       Live-only training of an encode / separate / decode /       ``generator.Generator`` (forward), trained by
+        re-encode network; spoof decided from its latent gap        ``liveness.train.step.TrainingStep``
+2       First encoder E1: 9 conv3x3 + ReLU, 2 stride-2 poolings,    ``encoder.Encoder`` (``Generator.encoder``),
+        256-ch latent whole feature at H/4                          widths in ``profiles.PROFILES["patent"]``
+3       Separation module: halve the channels; 1x1 conv -> z_face,  ``encoder.SeparationModule``
+        3x3 conv -> z_bg (64 ch each)
+4       Face and background decoders: same structure, separate      ``decoder.Decoder`` (``Generator.face_decoder``,
+        weights; 9 conv3x3 + ReLU, 2 x2 upsamplings                 ``Generator.background_decoder``)
+5       Feature reconstruction (conv, conv, Tanh on the deep face)  ``decoder.ClearFaceHead``;
+        -> clear face I_c; recombination (concat, conv, conv,       ``decoder.RecombinationHead``
+        Tanh) -> reconstructed normal image I_real
+6       Second encoder E2, same structure and its own separation    ``encoder.Encoder`` (``Generator.re_encoder``)
+        module, re-encodes I_real into z_face', z_bg'
+7       Pretrained face-recognition network f, last FC removed,     ``identity.IdentityNetwork``,
+        frozen (step S105)                                          ``identity.build_identity_network``
+8       Losses: pixel, adversarial (with discriminator D),          ``losses`` (one function per term),
+        identity, latent consistency; G and D alternate; Adam       ``discriminator.Discriminator``,
+                                                                    ``liveness.train.step.TrainingStep``
+9       Inference: Δ = d(z_bg, z_bg') against a threshold           ``score.latent_background_score``,
+                                                                    ``score.score_images``
+======  ==========================================================  ==============================================
+
+Deviations we chose, with reasons, are in the docstrings of ``discriminator`` (strides + global pooling)
+and ``losses`` (non-saturating G loss).
+"""
+
+from liveness.model.discriminator import Discriminator
+from liveness.model.encoder import Encoder, LatentCodes, SeparationModule
+from liveness.model.generator import Generator, GeneratorOutput
+from liveness.model.profiles import PROFILES, WidthProfile, get_profile
+
+__all__ = [
+    "PROFILES",
+    "Discriminator",
+    "Encoder",
+    "Generator",
+    "GeneratorOutput",
+    "LatentCodes",
+    "SeparationModule",
+    "WidthProfile",
+    "get_profile",
+]

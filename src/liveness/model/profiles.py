@@ -1,0 +1,90 @@
+"""Width profiles: the channel plan of every network, by name.
+
+The patent fixes the topology (9 conv 3x3 + 2 poolings per encoder, 9 conv 3x3 + 2 upsamplings per decoder,
+6 conv discriminator) but not the intermediate widths. A profile fills those in. ``P`` marks a stride-2
+pooling and ``U`` a x2 upsampling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+POOL = "P"
+UPSAMPLE = "U"
+
+Plan = tuple[int | str, ...]
+
+
+@dataclass(frozen=True)
+class WidthProfile:
+    name: str
+    encoder: Plan  # E1 and E2; the last width is the latent whole feature, split in half by the separation module
+    latent_channels: int  # channels of z_face and of z_bg
+    decoder: Plan  # face and background decoders; the last width is the deep feature's
+    head_channels: int  # hidden width of the clear-face and recombination heads
+    discriminator: tuple[int, ...]  # the 6 conv widths of D
+
+    def __post_init__(self) -> None:
+        _check_plan(self.name, "encoder", self.encoder, POOL)
+        _check_plan(self.name, "decoder", self.decoder, UPSAMPLE)
+        if self.encoder[-1] % 2:
+            raise ValueError(f"profile {self.name}: the encoder's last width must be even to split in half")
+        if len(self.discriminator) != 6:
+            raise ValueError(f"profile {self.name}: the discriminator needs exactly 6 conv widths")
+
+    @property
+    def decoder_channels(self) -> int:
+        return int(self.decoder[-1])
+
+    def with_decoder_channels(self, channels: int) -> "WidthProfile":
+        """The same profile with the deep-feature width changed (the patent says 64 in one place, 32 in another)."""
+        return replace(self, decoder=(*self.decoder[:-1], channels))
+
+
+def _check_plan(profile: str, part: str, plan: Plan, marker: str) -> None:
+    convs = [w for w in plan if w != marker]
+    markers = [w for w in plan if w == marker]
+    if len(convs) != 9 or len(markers) != 2 or not all(isinstance(w, int) and w > 0 for w in convs):
+        raise ValueError(
+            f"profile {profile}: the {part} plan must hold 9 positive conv widths and 2 {marker!r} markers, got {plan}"
+        )
+    if plan[-1] == marker:
+        raise ValueError(f"profile {profile}: the {part} plan must end with a conv width, got {plan}")
+
+
+PROFILES: dict[str, WidthProfile] = {
+    # DESIGN §1.1: the widths we read into the patent.
+    "patent": WidthProfile(
+        name="patent",
+        encoder=(64, 64, POOL, 128, 128, 128, POOL, 256, 256, 256, 256),
+        latent_channels=64,
+        decoder=(256, 256, 256, 256, UPSAMPLE, 128, 128, 128, UPSAMPLE, 64, 64),
+        head_channels=64,
+        discriminator=(64, 64, 128, 128, 256, 256),
+    ),
+    # A quarter of the widths: the CPU demo.
+    "small": WidthProfile(
+        name="small",
+        encoder=(16, 16, POOL, 32, 32, 32, POOL, 64, 64, 64, 64),
+        latent_channels=16,
+        decoder=(64, 64, 64, 64, UPSAMPLE, 32, 32, 32, UPSAMPLE, 16, 16),
+        head_channels=16,
+        discriminator=(16, 16, 32, 32, 64, 64),
+    ),
+    # An eighth of the widths: unit tests and smoke runs.
+    "tiny": WidthProfile(
+        name="tiny",
+        encoder=(8, 8, POOL, 16, 16, 16, POOL, 32, 32, 32, 32),
+        latent_channels=8,
+        decoder=(32, 32, 32, 32, UPSAMPLE, 16, 16, 16, UPSAMPLE, 8, 8),
+        head_channels=8,
+        discriminator=(8, 8, 16, 16, 32, 32),
+    ),
+}
+
+
+def get_profile(name: str, decoder_channels: int | None = None) -> WidthProfile:
+    if name not in PROFILES:
+        raise KeyError(f"unknown width profile {name!r}; choose one of {sorted(PROFILES)}")
+    profile = PROFILES[name]
+    return profile.with_decoder_channels(decoder_channels) if decoder_channels else profile

@@ -1,0 +1,85 @@
+"""Training checkpoints: written atomically, read with ``torch.load(weights_only=True)``."""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from liveness.io import atomic_write_bytes
+
+CHECKPOINT_VERSION = 1
+REQUIRED_KEYS = (
+    "version", "generator", "discriminator", "optimizer_g", "optimizer_d", "scheduler_g", "scheduler_d",
+    "rng", "epoch", "step", "batch_in_epoch", "params",
+)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used; the message names the file and what to do."""
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """torch.save to memory, then an atomic write (temp file in the same folder, fsync, rename)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Every RNG the run touches, in types that ``weights_only`` loading accepts."""
+    numpy_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(numpy_state[1].astype(np.int64)),
+            "pos": int(numpy_state[2]),
+            "has_gauss": int(numpy_state[3]),
+            "cached_gaussian": float(numpy_state[4]),
+        },
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    numpy_state = state["numpy"]
+    np.random.set_state((
+        "MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+        numpy_state["has_gauss"], numpy_state["cached_gaussian"],
+    ))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load and check a checkpoint; a corrupt, truncated or foreign file raises CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # zip, pickle and EOF errors all mean the same thing here
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated ({type(error).__name__}: {error}). "
+            f"Delete it to start over, or restore an earlier copy."
+        ) from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(payload).__name__}, not a training checkpoint")
+    missing = [key for key in REQUIRED_KEYS if key not in payload]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is not a liveness training checkpoint (missing {missing})")
+    if payload["version"] != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {payload['version']}; this code reads version {CHECKPOINT_VERSION}"
+        )
+    return payload
