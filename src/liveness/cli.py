@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -19,6 +20,12 @@ app = typer.Typer(
 identity_app = typer.Typer(help="The frozen identity network f (VGGFace2 InceptionResnetV1).", no_args_is_help=True)
 app.add_typer(identity_app, name="identity")
 console = Console(stderr=True, soft_wrap=True)
+# Under torchrun only rank 0 talks; the other ranks' consoles stay quiet.
+quiet_console = Console(stderr=True, quiet=True)
+
+
+def _rank_console() -> Console:
+    return console if int(os.environ.get("RANK", "0")) == 0 else quiet_console
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -57,26 +64,27 @@ def train(
     from liveness.train.checkpoint import CheckpointError
     from liveness.train.trainer import Trainer, TrainingDataError, TrainingInterrupted
 
+    say = _rank_console()
     try:
         params = load_params(params_path, _parse_overrides(overrides or []))
         if data == "smoke":
             dataset = CropArrayDataset(make_smoke_crops(smoke_count, params.model.image_size, params.base.seed))
-            console.print(f"data: {smoke_count} built-in SYNTHETIC smoke crops (not real faces)")
+            say.print(f"data: {smoke_count} built-in SYNTHETIC smoke crops (not real faces)")
         else:
             dataset = load_npy_crops(Path(data))
         trainer = Trainer(params, out, progress=progress)
         if trainer.identity is not None and trainer.identity.stand_in:
-            console.print("identity: onet, an offline STAND-IN for the identity network (not identity features)")
+            say.print("identity: onet, an offline STAND-IN for the identity network (not identity features)")
         elif trainer.identity is None:
-            console.print("identity: none, the identity loss L_id is dropped for this run")
+            say.print("identity: none, the identity loss L_id is dropped for this run")
         result = trainer.fit(dataset, resume=resume)
     except TrainingInterrupted as stop:
         _fail(str(stop), code=130)
     except (ConfigError, IdentityWeightsError, CheckpointError, TrainingDataError, FileNotFoundError, ValueError) as error:
         _fail(str(error))
     losses = " ".join(f"{name}={value:.4f}" for name, value in result.final_losses.items())
-    console.print(f"done: {result.epochs} epochs, {result.steps} steps in {result.seconds:.1f}s. {losses}")
-    console.print(f"outputs: {out}/generator.pt, {out}/summary.json, {out}/metrics.jsonl, {out}/checkpoints/last.pt")
+    say.print(f"done: {result.epochs} epochs, {result.steps} steps in {result.seconds:.1f}s. {losses}")
+    say.print(f"outputs: {out}/generator.pt, {out}/summary.json, {out}/metrics.jsonl, {out}/checkpoints/last.pt")
 
 
 @identity_app.command("fetch")

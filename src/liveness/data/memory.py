@@ -25,7 +25,7 @@ class CropArrayDataset(Dataset):
         return int(self.crops.shape[0])
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(self.crops[index]))
+        return torch.from_numpy(np.array(self.crops[index], dtype=np.uint8, copy=True))  # memmap pages are read-only
 
 
 def load_npy_crops(path: Path) -> CropArrayDataset:

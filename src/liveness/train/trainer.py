@@ -296,7 +296,7 @@ class Trainer:
                     self.state.batch_in_epoch += 1
                     window_images += images.shape[0] * context.world_size
                     if self.state.step % train.log_every_steps == 0 or self.state.batch_in_epoch == steps_per_epoch:
-                        last_losses = {name: float(value) for name, value in losses.items()}
+                        last_losses = self._mean_over_ranks(losses, context)
                         rate = window_images / max(time.perf_counter() - window_start, 1e-9)
                         window_start, window_images = time.perf_counter(), 0
                         for name, value in last_losses.items():
@@ -344,6 +344,16 @@ class Trainer:
             atomic_write_json(self.out_dir / "summary.json", {**asdict(result), "params": params.model_dump(mode="json")})
         barrier(context)
         return result
+
+    @staticmethod
+    def _mean_over_ranks(losses: dict[str, torch.Tensor], context: DistributedContext) -> dict[str, float]:
+        """The losses of the global batch: each rank's mean, averaged over ranks."""
+        names = sorted(losses)
+        stacked = torch.stack([losses[name].float() for name in names])
+        if context.enabled:
+            torch.distributed.all_reduce(stacked, op=torch.distributed.ReduceOp.SUM)
+            stacked /= context.world_size
+        return dict(zip(names, stacked.tolist()))
 
     def _check_compatible(self, payload: dict[str, Any]) -> None:
         saved = payload["params"]

@@ -1,0 +1,44 @@
+"""Shared fixtures. Tests run offline and quiet: telemetry off, Prefect and torch homes isolated."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_homes(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's torch cache or Prefect home."""
+    home = tmp_path_factory.mktemp("homes")
+    monkeypatch.setenv("TORCH_HOME", str(home / "torch"))
+    monkeypatch.setenv("PREFECT_HOME", str(home / "prefect"))
+
+
+def tiny_params(**sections):
+    """Params for fast tests: tiny widths, 32 px, no workers; sections override per key."""
+    from liveness.config import parse_params
+
+    raw = {
+        "model": {"profile": "tiny", "image_size": 32},
+        "identity": {"backbone": "onet"},
+        "train": {"epochs": 1, "batch_size": 4, "num_workers": 0, "log_every_steps": 1, "checkpoint_every_steps": 1000},
+    }
+    for section, values in sections.items():
+        raw.setdefault(section, {}).update(values)
+    return parse_params(raw)
+
+
+@pytest.fixture
+def smoke_dataset():
+    from liveness.data.memory import CropArrayDataset, make_smoke_crops
+
+    return CropArrayDataset(make_smoke_crops(24, 32, seed=3))

@@ -1,0 +1,111 @@
+"""Interrupted training resumes to weights bit-identical to an uninterrupted run (CPU)."""
+
+import json
+
+import pytest
+import torch
+
+from liveness.train.checkpoint import CheckpointError
+from liveness.train.trainer import Trainer, TrainingDataError, TrainingInterrupted
+from tests.conftest import tiny_params
+
+# 24 crops, batch 4: 6 steps per epoch, 2 epochs = 12 steps; a periodic checkpoint every 5 steps.
+PARAMS = tiny_params(train={"epochs": 2, "checkpoint_every_steps": 5})
+
+
+def _state(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {**{f"g.{k}": v for k, v in trainer.generator.state_dict().items()},
+            **{f"d.{k}": v for k, v in trainer.discriminator.state_dict().items()}}
+
+
+def _assert_bit_identical(first: dict, second: dict) -> None:
+    assert first.keys() == second.keys()
+    different = [k for k in first if not torch.equal(first[k], second[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    from liveness.data.memory import CropArrayDataset, make_smoke_crops
+
+    dataset = CropArrayDataset(make_smoke_crops(24, 32, seed=3))
+    trainer = Trainer(PARAMS, tmp_path_factory.mktemp("full"))
+    result = trainer.fit(dataset)
+    return trainer, result
+
+
+def _stop_at(step: int, how: str):
+    def callback(trainer: Trainer, state) -> None:
+        if state.step == step:
+            if how == "signal":
+                trainer.request_stop()
+            else:
+                raise RuntimeError("simulated crash")
+    return callback
+
+
+class TestResume:
+    def test_uninterrupted_run_trains(self, uninterrupted):
+        trainer, result = uninterrupted
+        assert (result.epochs, result.steps, result.resumed_from_step) == (2, 12, None)
+        assert (trainer.out_dir / "generator.pt").is_file()
+        summary = json.loads((trainer.out_dir / "summary.json").read_text())
+        assert summary["steps"] == 12 and summary["identity_stand_in"] is True
+
+    def test_stop_request_mid_epoch_then_resume_is_bit_identical(self, tmp_path, smoke_dataset, uninterrupted):
+        with pytest.raises(TrainingInterrupted, match="step 8"):
+            Trainer(PARAMS, tmp_path, on_step_end=_stop_at(8, "signal")).fit(smoke_dataset)
+        resumed = Trainer(PARAMS, tmp_path)
+        result = resumed.fit(smoke_dataset)
+        assert result.resumed_from_step == 8 and result.steps == 12
+        _assert_bit_identical(_state(resumed), _state(uninterrupted[0]))
+
+    def test_crash_resumes_from_last_periodic_checkpoint(self, tmp_path, smoke_dataset, uninterrupted):
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            Trainer(PARAMS, tmp_path, on_step_end=_stop_at(9, "crash")).fit(smoke_dataset)
+        resumed = Trainer(PARAMS, tmp_path)
+        result = resumed.fit(smoke_dataset)
+        assert result.resumed_from_step == 6  # the epoch-end checkpoint after step 6 is the latest before 9
+        _assert_bit_identical(_state(resumed), _state(uninterrupted[0]))
+
+    def test_resume_of_a_finished_run_trains_nothing(self, uninterrupted, smoke_dataset):
+        trainer = Trainer(PARAMS, uninterrupted[0].out_dir)
+        result = trainer.fit(smoke_dataset)
+        assert result.resumed_from_step == 12 and result.steps == 12
+        _assert_bit_identical(_state(trainer), _state(uninterrupted[0]))
+
+    def test_no_resume_starts_over(self, tmp_path, smoke_dataset):
+        with pytest.raises(TrainingInterrupted):
+            Trainer(PARAMS, tmp_path, on_step_end=_stop_at(2, "signal")).fit(smoke_dataset)
+        result = Trainer(PARAMS, tmp_path).fit(smoke_dataset, resume=False)
+        assert result.resumed_from_step is None and result.steps == 12
+
+
+class TestResumeErrors:
+    def test_corrupt_checkpoint_is_a_clear_error(self, tmp_path, smoke_dataset):
+        checkpoint = tmp_path / "checkpoints" / "last.pt"
+        checkpoint.parent.mkdir(parents=True)
+        checkpoint.write_bytes(b"PK\x03\x04 truncated")
+        with pytest.raises(CheckpointError, match="corrupt or truncated"):
+            Trainer(PARAMS, tmp_path).fit(smoke_dataset)
+
+    def test_checkpoint_from_other_model_params_is_refused(self, tmp_path, smoke_dataset):
+        with pytest.raises(TrainingInterrupted):
+            Trainer(PARAMS, tmp_path, on_step_end=_stop_at(1, "signal")).fit(smoke_dataset)
+        other = tiny_params(train={"epochs": 2}, model={"decoder_channels": 16})
+        with pytest.raises(CheckpointError, match="different model params"):
+            Trainer(other, tmp_path).fit(smoke_dataset)
+
+
+class TestDataChecks:
+    def test_wrong_crop_size_is_explained(self, tmp_path):
+        from liveness.data.memory import CropArrayDataset, make_smoke_crops
+
+        with pytest.raises(TrainingDataError, match=r"\(32, 32, 3\)"):
+            Trainer(PARAMS, tmp_path).fit(CropArrayDataset(make_smoke_crops(8, 16)))
+
+    def test_dataset_smaller_than_a_batch(self, tmp_path):
+        from liveness.data.memory import CropArrayDataset, make_smoke_crops
+
+        with pytest.raises(TrainingDataError, match="fewer than one batch"):
+            Trainer(PARAMS, tmp_path).fit(CropArrayDataset(make_smoke_crops(3, 32)))
