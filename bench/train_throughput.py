@@ -93,7 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="auto: bf16 autocast on cuda, fp32 on cpu (default: auto)")
     parser.add_argument("--identity", choices=("vggface2", "onet", "none"), default="vggface2",
-                        help="identity network f (default: vggface2; random init when its weights are not found)")
+                        help="identity network f (default: vggface2; without --identity-weights and no cached weights, a random-init network of the same architecture is timed and the JSON says so)")
     parser.add_argument("--identity-weights", type=Path, default=None, metavar="PATH",
                         help="path to 20180402-114759-vggface2.pt (default: look in the torch hub cache)")
     parser.add_argument("--seed", type=int, default=0, help="torch seed for weights and synthetic input (default: 0)")
@@ -122,16 +122,18 @@ def build_identity(kind: str, weights: Path | None) -> tuple[IdentityNetwork | N
         return None, None
     if kind == "onet":
         return build_onet(), "facenet_pytorch bundled onet.pt (stand-in)"
+    if weights is not None:  # an explicit path is a request for those weights: never time something else
+        try:
+            return build_vggface2(weights), str(weights)
+        except IdentityWeightsError as error:
+            raise SystemExit(f"error: --identity-weights {weights}: {error}") from None
     try:
-        path = resolve_vggface2_weights(weights)
-    except IdentityWeightsError as error:
-        log(f"VGGFace2 weights not found; timing a randomly initialised InceptionResnetV1 instead.\n{error}")
+        path = resolve_vggface2_weights(None)
+    except IdentityWeightsError:
+        log("VGGFace2 weights not in the torch hub cache; timing a randomly initialised InceptionResnetV1 "
+            "(same architecture and FLOPs; weight values do not change speed).")
         return random_vggface2(), RANDOM_INIT_NOT_FOUND
-    try:
-        return build_vggface2(path), str(path)
-    except IdentityWeightsError as error:
-        log(f"VGGFace2 weights at {path} are unusable; timing a randomly initialised InceptionResnetV1 instead.\n{error}")
-        return random_vggface2(), f"random init (timing only; {path} unusable)"
+    return build_vggface2(path), str(path)
 
 
 def random_vggface2() -> IdentityNetwork:
@@ -145,6 +147,22 @@ def random_vggface2() -> IdentityNetwork:
 def synchronize(runtime: Runtime) -> None:
     if runtime.device.type == "cuda":
         torch.cuda.synchronize(runtime.device)
+
+
+class StepClock:
+    """A point in time between steps: a CUDA event on CUDA (no sync in the loop), the host clock on CPU."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.event = None
+        if runtime.device.type == "cuda":
+            self.event = torch.cuda.Event(enable_timing=True)
+            self.event.record()
+        self.host = time.perf_counter()
+
+    def seconds_since(self, earlier: "StepClock") -> float:
+        if self.event is not None and earlier.event is not None:
+            return earlier.event.elapsed_time(self.event) / 1000  # valid once the stream is synchronized
+        return self.host - earlier.host
 
 
 def count_flops(step: TrainingStep, generator: nn.Module, images: torch.Tensor) -> tuple[float, float]:
@@ -229,23 +247,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     log(f"timing: {args.steps} iteration(s)")
     synchronize(runtime)
     start = time.perf_counter()
+    marks = [StepClock(runtime)]
     for _ in range(args.steps):
         losses = step(images)
+        marks.append(StepClock(runtime))
     synchronize(runtime)
     seconds = time.perf_counter() - start
+    step_seconds = sorted(later.seconds_since(earlier) for earlier, later in zip(marks, marks[1:]))
     memory_gib, memory_kind = peak_memory(runtime)
 
     images_per_second = args.batch * args.steps / seconds
     finite = all(bool(torch.isfinite(value)) for value in losses.values())
     note = (
-        "One iteration = TrainingStep.__call__ (G fwd, D step, G step with all four losses) on one synthetic batch "
-        "already on the device. FLOPs: FlopCounterMode (2 per MAC, convs/matmuls) on an uncompiled iteration of "
-        f"batch {flop_batch}. Reference at 128 px, patent profile: ~{REFERENCE_GFLOP_TRAIN:g} GFLOP/img train, "
-        f"~{REFERENCE_GFLOP_INFERENCE:g} inference; target >= {TARGET_IMAGES_PER_SECOND} img/s on H100/H200 bf16 "
-        "batch 256."
+        "iteration = TrainingStep.__call__ on one synthetic batch already on the device; FLOPs from FlopCounterMode "
+        f"(2/MAC, convs+matmuls) on one uncompiled iteration of batch {flop_batch}; reference 128 px patent: "
+        f"~{REFERENCE_GFLOP_TRAIN:g} GFLOP/img train, ~{REFERENCE_GFLOP_INFERENCE:g} inference, "
+        f"target >= {TARGET_IMAGES_PER_SECOND} img/s on H100/H200 bf16 batch 256."
     )
     if memory_kind == "cpu_max_rss":
-        note += " cpu_max_rss is the whole process's peak RSS, FLOP counting and model building included."
+        note += " cpu_max_rss: whole-process peak RSS, FLOP counting included."
     return {
         "device": device_name(runtime),
         "size": args.size,
@@ -264,6 +284,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "tflops": round(gflop_train * images_per_second / 1000, 4),
         "seconds": round(seconds, 4),
         "seconds_per_step": round(seconds / args.steps, 4),
+        "step_seconds_min": round(step_seconds[0], 4),
+        "step_seconds_median": round(step_seconds[len(step_seconds) // 2], 4),
+        "step_seconds_max": round(step_seconds[-1], 4),
         "warmup_seconds": round(warmup_seconds, 4),
         "peak_memory_gib": round(memory_gib, 3),
         "peak_memory_kind": memory_kind,

@@ -1,7 +1,12 @@
 """The `liveness` command line, end to end, as a user runs it."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
+import pytest
 import torch
 import yaml
 from typer.testing import CliRunner
@@ -93,3 +98,30 @@ class TestIdentityCommands:
         raw = {**TINY, "identity": {"backbone": "onet"}}
         result = runner.invoke(app, ["identity", "check", "--params", str(_params(tmp_path, raw))])
         assert result.exit_code == 0 and "offline stand-in" in result.output
+
+
+@pytest.mark.slow
+def test_ctrl_c_writes_a_checkpoint_and_the_rerun_resumes(tmp_path):
+    """A real SIGINT to a running `liveness train`, then the same command again."""
+    raw = {**TINY, "train": {**TINY["train"], "epochs": 200}}
+    params = _params(tmp_path, raw)
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "liveness", "train", "--params", str(params), "--out", str(out),
+               "--smoke-count", "8", "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (metrics.exists() and '"step": 3' in metrics.read_text()):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Run the same command again to resume" in stderr
+    stopped_at = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["step"]
+    assert 3 <= stopped_at < 400
+
+    rerun = runner.invoke(app, ["train", "--params", str(params), "--out", str(out), "--no-progress",
+                                "--smoke-count", "8", "--set", "train.epochs=200"])
+    assert rerun.exit_code == 0, rerun.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_from_step"] == stopped_at and summary["steps"] == 400

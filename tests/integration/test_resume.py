@@ -109,3 +109,16 @@ class TestDataChecks:
 
         with pytest.raises(TrainingDataError, match="fewer than one batch"):
             Trainer(PARAMS, tmp_path).fit(CropArrayDataset(make_smoke_crops(3, 32)))
+
+
+class TestCompileFlag:
+    def test_compile_wraps_the_networks(self, tmp_path, smoke_dataset, monkeypatch):
+        compiled = []
+
+        def fake_compile(module, *args, **kwargs):
+            compiled.append(type(module).__name__)
+            return module
+
+        monkeypatch.setattr(torch, "compile", fake_compile)
+        Trainer(tiny_params(train={"compile": True}), tmp_path).fit(smoke_dataset)
+        assert sorted(compiled) == ["Discriminator", "Discriminator", "Generator"]

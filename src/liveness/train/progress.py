@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
 class TrainingProgress:
-    def __init__(self, total_steps: int, completed: int, enabled: bool) -> None:
+    def __init__(self, total_steps: int, completed: int, enabled: bool, console: Console | None = None) -> None:
         self._progress = None
         if enabled:
             self._progress = Progress(
@@ -16,6 +17,7 @@ class TrainingProgress:
                 TextColumn("{task.fields[status]}"),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
+                console=console,
             )
             self._task = self._progress.add_task("train", total=total_steps, completed=completed, epoch="-", status="")
 
