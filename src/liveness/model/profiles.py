@@ -52,34 +52,36 @@ def _check_plan(profile: str, part: str, plan: Plan, marker: str) -> None:
         raise ValueError(f"profile {profile}: the {part} plan must end with a conv width, got {plan}")
 
 
+def scaled(profile: WidthProfile, divisor: int, name: str) -> WidthProfile:
+    """The same topology with every width divided by ``divisor``."""
+
+    def scale(plan: tuple) -> tuple:
+        return tuple(step if isinstance(step, str) else step // divisor for step in plan)
+
+    return WidthProfile(
+        name=name,
+        encoder=scale(profile.encoder),
+        latent_channels=profile.latent_channels // divisor,
+        decoder=scale(profile.decoder),
+        head_channels=profile.head_channels // divisor,
+        discriminator=scale(profile.discriminator),
+    )
+
+
+# DESIGN §1.1: the widths we read into the patent.
+PATENT = WidthProfile(
+    name="patent",
+    encoder=(64, 64, POOL, 128, 128, 128, POOL, 256, 256, 256, 256),
+    latent_channels=64,
+    decoder=(256, 256, 256, 256, UPSAMPLE, 128, 128, 128, UPSAMPLE, 64, 64),
+    head_channels=64,
+    discriminator=(64, 64, 128, 128, 256, 256),
+)
+
 PROFILES: dict[str, WidthProfile] = {
-    # DESIGN §1.1: the widths we read into the patent.
-    "patent": WidthProfile(
-        name="patent",
-        encoder=(64, 64, POOL, 128, 128, 128, POOL, 256, 256, 256, 256),
-        latent_channels=64,
-        decoder=(256, 256, 256, 256, UPSAMPLE, 128, 128, 128, UPSAMPLE, 64, 64),
-        head_channels=64,
-        discriminator=(64, 64, 128, 128, 256, 256),
-    ),
-    # A quarter of the widths: the CPU demo.
-    "small": WidthProfile(
-        name="small",
-        encoder=(16, 16, POOL, 32, 32, 32, POOL, 64, 64, 64, 64),
-        latent_channels=16,
-        decoder=(64, 64, 64, 64, UPSAMPLE, 32, 32, 32, UPSAMPLE, 16, 16),
-        head_channels=16,
-        discriminator=(16, 16, 32, 32, 64, 64),
-    ),
-    # An eighth of the widths: unit tests and smoke runs.
-    "tiny": WidthProfile(
-        name="tiny",
-        encoder=(8, 8, POOL, 16, 16, 16, POOL, 32, 32, 32, 32),
-        latent_channels=8,
-        decoder=(32, 32, 32, 32, UPSAMPLE, 16, 16, 16, UPSAMPLE, 8, 8),
-        head_channels=8,
-        discriminator=(8, 8, 16, 16, 32, 32),
-    ),
+    "patent": PATENT,
+    "small": scaled(PATENT, 4, "small"),  # the CPU demo
+    "tiny": scaled(PATENT, 8, "tiny"),  # unit tests and smoke runs
 }
 
 
