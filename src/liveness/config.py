@@ -7,10 +7,10 @@ Each pipeline stage reads only its own section. Every section forbids unknown ke
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ConfigError(ValueError):
@@ -90,8 +90,104 @@ class TrainParams(_Section):
         return value
 
 
+class SourceParams(_Section):
+    name: str = Field(description="Adapter name, e.g. celeba, ffhq, lfw, vggface2, casia_webface, folder, celeba_spoof, "
+                                   "oulu_npu, replay_attack, casia_fasd, msu_mfsd, siw, csv_manifest.")
+    root: Path = Field(description="The database's root folder (for csv_manifest: the CSV file).")
+    options: dict[str, Any] = Field(default_factory=dict, description="Adapter options, e.g. {protocol: '1'} for oulu_npu.")
+
+
+class CropParams(_Section):
+    size: int = Field(128, ge=8, description="Output crop size in pixels (model.image_size should match).")
+    context: float = Field(2.0, ge=1.0, description="Crop side as a multiple of the face size; keeps background.")
+
+
+class DetectionParams(_Section):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    min_face_size: int = Field(20, ge=8, description="MTCNN's smallest face, in detection pixels.")
+    max_side: int = Field(640, ge=64, description="Images are detected on a copy at most this long.")
+    multi_face: Literal["reject", "largest"] = Field(
+        "largest", description="Several faces: reject, or take the largest when it dominates.")
+    dominance: float = Field(2.0, ge=1.0, description="'largest' needs this area ratio over the next face.")
+    use_database_landmarks: bool = Field(True, description="Use landmarks/boxes a database ships instead of MTCNN.")
+
+
+class QualityParams(_Section):
+    """Live-only quality thresholds (liveness.data.quality.QualityThresholds)."""
+
+    min_detection_probability: float = 0.95
+    min_inter_eye_px: float = 20.0
+    min_face_px: float = 48.0
+    min_blur_laplacian_var: float = 40.0
+    luminance_range: tuple[float, float] = (40.0, 220.0)
+    max_clipped_fraction: float = 0.2
+    max_abs_yaw_deg: float = 35.0
+    max_abs_roll_deg: float = 25.0
+    min_source_side_px: float = 64.0
+    near_duplicate_max_hamming: int = Field(4, ge=0, le=63)
+
+
+class RunnerParams(_Section):
+    kind: Literal["sequential", "threads", "processes", "dask"] = Field(
+        "processes", description="Prefect task runner for per-image work; dask needs prefect-dask.")
+    workers: int = Field(2, ge=1)
+    chunk_size: int = Field(32, ge=1, description="Records per task.")
+    dask_address: str | None = Field(None, description="Scheduler address of an existing Dask cluster; None starts a local one.")
+
+
+def _check_fractions(value: dict[str, float]) -> dict[str, float]:
+    if not value or any(f <= 0 for f in value.values()) or abs(sum(value.values()) - 1.0) > 1e-6:
+        raise ValueError(f"split fractions must be positive and sum to 1, got {value}")
+    return value
+
+
+SplitFractions = Annotated[dict[str, float], AfterValidator(_check_fractions)]
+
+
+class CurateParams(_Section):
+    sources: list[SourceParams] = Field(default_factory=list)
+    out_dir: Path = Path("data/curated")
+    crop: CropParams = CropParams()
+    detection: DetectionParams = DetectionParams()
+    quality: QualityParams = QualityParams()
+    video_frames: int = Field(5, ge=1, description="Frames sampled evenly from each video.")
+    max_pixels: int = Field(40_000_000, ge=1, description="Larger images are rejected before decoding.")
+    splits: SplitFractions = {"train": 0.9, "val": 0.1}
+    shard_size: int = Field(4096, ge=1, description="Crops per shard file.")
+    runner: RunnerParams = RunnerParams()
+
+
+class SpoofParams(_Section):
+    """Spoof sets get the same detection and crop as live data, but no quality filter (blur is itself a cue)."""
+
+    sources: list[SourceParams] = Field(default_factory=list)
+    out_dir: Path = Path("data/spoof")
+    crop: CropParams = CropParams()
+    detection: DetectionParams = DetectionParams()
+    video_frames: int = Field(5, ge=1)
+    max_pixels: int = Field(40_000_000, ge=1)
+    splits: SplitFractions = {"calib": 0.5, "test": 0.5}
+    shard_size: int = Field(4096, ge=1)
+    runner: RunnerParams = RunnerParams()
+
+
+class DemoParams(_Section):
+    """The synthetic demo dataset (procedural faces and simulated attacks); everything it makes is SYNTHETIC."""
+
+    out_dir: Path = Path("data/raw/demo")
+    identities_live: int = Field(40, ge=2)
+    images_per_identity: int = Field(6, ge=1)
+    identities_spoof: int = Field(12, ge=2)
+    live_per_spoof_subject: int = Field(4, ge=1)
+    attacks_per_species: int = Field(4, ge=1)
+    size: int = Field(128, ge=32)
+
+
 class Params(_Section):
     base: BaseParams = BaseParams()
+    demo: DemoParams = DemoParams()
+    curate: CurateParams = CurateParams()
+    spoof: SpoofParams = SpoofParams()
     model: ModelParams = ModelParams()
     identity: IdentityParams = IdentityParams()
     loss: LossParams = LossParams()

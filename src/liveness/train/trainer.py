@@ -276,6 +276,8 @@ class Trainer:
             while self.state.epoch < train.epochs:
                 epoch = self.state.epoch
                 sampler.set_epoch(epoch)
+                if hasattr(dataset, "set_epoch"):  # per-epoch augmentation that stays exact on resume
+                    dataset.set_epoch(epoch)
                 loader = DataLoader(
                     dataset,
                     batch_size=per_rank_batch,

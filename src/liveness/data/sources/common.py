@@ -1,0 +1,120 @@
+"""What the live and spoof adapters share: the error type, file-type sets, and finding and reading files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from liveness.data.records import LIVE, SPECIES_LIVE, SPOOF, SourceRecord
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+# What a photo folder may hold: the decodable types above plus common ones curation rejects with a reason
+# (unsupported_format, animated) rather than skipping in silence.
+FOLDER_IMAGE_EXTENSIONS = IMAGE_EXTENSIONS | {".gif", ".heic", ".heif", ".avif", ".jp2", ".ico", ".ppm", ".pgm"}
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
+
+
+class SourceError(ValueError):
+    """A database is missing, laid out differently from what its adapter reads, or has a bad label file."""
+
+
+def require_dir(source: str, path: Path, layout: str) -> Path:
+    """``path`` if it is a folder, else a SourceError saying which layout the adapter expected there."""
+    if not path.is_dir():
+        raise SourceError(f"{source}: folder {path} not found; expected {layout}")
+    return path
+
+
+def present_folders(source: str, root: Path, names: tuple[str, ...]) -> list[str]:
+    """Those of ``names`` that are folders in ``root``; a SourceError when none is."""
+    require_dir(source, root, f"the {source} folder holding {', '.join(names)}")
+    present = [name for name in names if (root / name).is_dir()]
+    if not present:
+        raise SourceError(f"{source}: none of {', '.join(f'{name}/' for name in names)} found in {root}")
+    return present
+
+
+def find_file(source: str, root: Path, name: str, folders: tuple[str, ...] = ("",), what: str = "label file") -> Path:
+    """The first of ``root/folder/name`` that exists, else a SourceError listing every place looked at."""
+    found = find_optional(root, name, folders)
+    if found is None:
+        places = " or ".join(str(root / folder / name) for folder in folders)
+        raise SourceError(f"{source}: {what} {name} not found; expected it at {places}")
+    return found
+
+
+def find_optional(root: Path, name: str, folders: tuple[str, ...] = ("",)) -> Path | None:
+    """The first of ``root/folder/name`` that exists, or None."""
+    return next((root / folder / name for folder in folders if (root / folder / name).exists()), None)
+
+
+def make_record(source: str, path: Path, subject: str, species: str, **fields) -> SourceRecord:
+    """A record whose label follows from its species, so the two can never disagree."""
+    label = LIVE if species == SPECIES_LIVE else SPOOF
+    return SourceRecord(source=source, path=str(path), subject=subject, label=label, species=species, **fields)
+
+
+def line_error(path: Path, line: int, message: str) -> SourceError:
+    """A SourceError pointing at ``path:line``, so the bad line can be opened and fixed."""
+    return SourceError(f"{path}:{line}: {message}")
+
+
+def read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, stripped text) for each non-blank line of a text label file."""
+    with open(path, encoding="utf-8-sig") as stream:
+        for number, text in enumerate(stream, start=1):
+            if text.strip():
+                yield number, text.strip()
+
+
+def parse_numbers(fields: list[str]) -> list[float] | None:
+    """``fields`` as floats, or None when any of them is not a number."""
+    try:
+        return [float(field) for field in fields]
+    except ValueError:
+        return None
+
+
+def points(values: list[float]) -> tuple[tuple[float, float], ...]:
+    """Flat ``x1, y1, x2, y2, ...`` coordinates as (x, y) pairs."""
+    return tuple(zip(values[0::2], values[1::2], strict=True))
+
+
+def list_files(folder: Path, extensions: frozenset[str]) -> list[Path]:
+    """Files directly in ``folder`` whose extension (any case) is in ``extensions``, sorted; none if absent."""
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.iterdir() if _wanted(path.name, extensions) and not path.is_dir())
+
+
+def files_in_subfolders(base: Path, extensions: frozenset[str]) -> list[Path]:
+    """Files one folder down (``base/<folder>/<file>``), the layout of most databases, sorted."""
+    if not base.is_dir():
+        return []
+    folders = sorted(path for path in base.iterdir() if path.is_dir() and not path.name.startswith("."))
+    return [path for folder in folders for path in list_files(folder, extensions)]
+
+
+def walk_files(root: Path, extensions: frozenset[str]) -> list[Path]:
+    """Files under ``root`` at any depth with an extension in ``extensions``, sorted.
+
+    Symlinked folders are followed, but each real folder is read once, so a link back to an ancestor cannot
+    loop and a linked copy yields no duplicates. Hidden files and folders (``.name``, such as macOS ``._x.jpg``
+    resource forks) are skipped: they are never face images.
+    """
+    seen: set[tuple[int, int]] = set()
+    found: list[Path] = []
+    for folder, dirnames, filenames in os.walk(root, followlinks=True):
+        status = os.stat(folder)
+        if (status.st_dev, status.st_ino) in seen:
+            dirnames.clear()
+            continue
+        seen.add((status.st_dev, status.st_ino))
+        dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
+        found.extend(Path(folder, name) for name in filenames if _wanted(name, extensions))
+    return sorted(found)
+
+
+def _wanted(name: str, extensions: frozenset[str]) -> bool:
+    return not name.startswith(".") and Path(name).suffix.lower() in extensions

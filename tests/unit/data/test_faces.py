@@ -1,0 +1,101 @@
+"""MTCNN detection, alignment and context crops on a real photo (scikit-image's astronaut)."""
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from liveness.data.faces import Face, FaceDetector, _scaled_template, align_and_crop, choose_face
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    return data.astronaut()
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return FaceDetector("cpu")
+
+
+@pytest.fixture(scope="module")
+def astronaut_face(detector, astronaut):
+    faces = detector.detect(astronaut)
+    assert len(faces) == 1
+    return faces[0]
+
+
+class TestDetection:
+    def test_finds_the_astronaut_with_landmarks(self, astronaut_face):
+        x1, y1, x2, y2 = astronaut_face.box
+        assert astronaut_face.probability > 0.99
+        assert 150 < x1 < x2 < 300 and 40 < y1 < y2 < 200
+        left_eye, right_eye, nose, mouth_left, mouth_right = astronaut_face.landmarks
+        assert left_eye[0] < right_eye[0] and mouth_left[0] < mouth_right[0]
+        assert left_eye[1] < nose[1] < mouth_left[1]
+
+    def test_no_face_gives_an_empty_list(self, detector):
+        assert detector.detect(np.full((240, 320, 3), 127, np.uint8)) == []
+
+    def test_large_images_are_detected_downscaled_and_mapped_back(self, detector, astronaut, astronaut_face):
+        big = cv2.resize(astronaut, (1536, 1536), interpolation=cv2.INTER_CUBIC)
+        (face,) = detector.detect(big)
+        np.testing.assert_allclose(np.array(face.box) / 3, astronaut_face.box, atol=6)
+
+    def test_batch_of_mixed_sizes(self, detector, astronaut):
+        small = cv2.resize(astronaut, (256, 256))
+        results = detector.detect_batch([astronaut, small, astronaut])
+        assert [len(faces) for faces in results] == [1, 1, 1]
+
+
+class TestChooseFace:
+    def _face(self, side):
+        return Face((0.0, 0.0, float(side), float(side)), 0.99, None)
+
+    def test_no_face(self):
+        assert choose_face([]) == (None, "no_face")
+
+    def test_reject_policy(self):
+        assert choose_face([self._face(100), self._face(20)], "reject") == (None, "multiple_faces")
+
+    def test_largest_when_it_dominates(self):
+        big = self._face(100)
+        assert choose_face([self._face(20), big], "largest", dominance=2.0) == (big, None)
+
+    def test_largest_refused_when_faces_are_alike(self):
+        assert choose_face([self._face(100), self._face(90)], "largest", dominance=2.0) == (None, "multiple_faces")
+
+
+class TestAlignAndCrop:
+    def test_landmarks_land_on_the_template(self, astronaut, astronaut_face):
+        crop = align_and_crop(astronaut, astronaut_face, size=128, context=2.0)
+        assert crop.image.shape == (128, 128, 3) and crop.image.dtype == np.uint8
+        np.testing.assert_allclose(crop.landmarks, _scaled_template(128, 2.0), atol=4)
+
+    def test_context_keeps_background(self, astronaut, astronaut_face):
+        tight = align_and_crop(astronaut, astronaut_face, size=128, context=1.0)
+        wide = align_and_crop(astronaut, astronaut_face, size=128, context=2.0)
+        eye_distance = lambda c: np.linalg.norm(c.landmarks[1] - c.landmarks[0])
+        assert eye_distance(tight) == pytest.approx(2 * eye_distance(wide), rel=0.02)
+
+    def test_rotation_is_undone(self, astronaut, astronaut_face, detector):
+        upright = align_and_crop(astronaut, astronaut_face, 112, 2.0).image.astype(float)
+        rotation = cv2.getRotationMatrix2D((256, 256), 20, 1.0)
+        rotated = cv2.warpAffine(astronaut, rotation, (512, 512), borderMode=cv2.BORDER_REFLECT)
+        (face,) = detector.detect(rotated)
+        realigned = align_and_crop(rotated, face, 112, 2.0).image.astype(float)
+        centre = slice(28, 84)
+        assert np.abs(upright[centre, centre] - realigned[centre, centre]).mean() < 20
+
+    def test_padding_is_measured(self, astronaut):
+        centred = Face((206.0, 206.0, 306.0, 306.0), 1.0, None)
+        corner = Face((0.0, 0.0, 100.0, 100.0), 1.0, None)
+        assert align_and_crop(astronaut, centred, 64, 2.0).padded_fraction == 0.0
+        # the corner box with context 2 spans [-50, 150]^2: 1 - 150^2 / 200^2 of it lies outside the photo
+        assert align_and_crop(astronaut, corner, 64, 2.0).padded_fraction == pytest.approx(0.4375, abs=0.02)
+
+    def test_box_only_crop_is_centred_on_the_box(self, astronaut):
+        face = Face((200.0, 100.0, 300.0, 200.0), 1.0, None)
+        crop = align_and_crop(astronaut, face, 100, 1.0)
+        np.testing.assert_allclose(crop.image.astype(float), astronaut[100:200, 200:300].astype(float), atol=2)
+        assert crop.landmarks is None
