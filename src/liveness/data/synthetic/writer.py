@@ -1,0 +1,262 @@
+"""Writes the SYNTHETIC demo dataset in the on-disk layouts of CelebA (live) and CelebA-Spoof (live + attacks).
+
+The real adapters read it as they would the real databases, so the whole pipeline runs with no download.
+Every root carries a ``SYNTHETIC.txt`` marker whose first line is ``SYNTHETIC`` so that manifests, reports
+and model cards built from it say so. Output is a pure function of the parameters: each identity and each
+image has its own random stream, and the folder is built aside and renamed into place in one step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+from rich.progress import Progress
+
+from liveness.data.records import CELEBA_SPOOF_SPECIES
+from liveness.data.synthetic.attacks import simulate_cut_photo, simulate_print, simulate_replay
+from liveness.data.synthetic.faces import clip_box, face_box, identity_traits, render_face
+
+GENERATOR_VERSION = 1  # bump when the rendering changes, so existing folders are regenerated
+MARKER = "SYNTHETIC.txt"
+LANDMARK_HEADER = (
+    "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x rightmouth_y"
+)
+SPOOF_LABEL_LENGTH = 44
+SPOOF_TYPE_INDEX = 40
+LIVENESS_INDEX = 43
+BB_SIZE = 224  # CelebA-Spoof's *_BB.txt boxes are in the image resized to 224 x 224
+# CelebA-Spoof type codes of the simulated species, and the attack that makes each.
+ATTACK_SPECIES = ((3, simulate_print), (7, simulate_replay), (6, simulate_cut_photo))
+_STREAM_LIVE, _STREAM_SPOOF_LIVE, _STREAM_ATTACK = 1, 2, 3
+_PARTITIONS = ("train", "val", "test")
+
+
+def generate_demo_dataset(out_dir: Path, *, seed: int = 0, identities_live: int = 40, images_per_identity: int = 6,
+                          identities_spoof: int = 12, live_per_spoof_subject: int = 4, attacks_per_species: int = 4,
+                          size: int = 128, progress: bool = False) -> dict:
+    """Write (or find already written) the demo set under ``out_dir``; returns a summary with counts.
+
+    ``out_dir/celeba`` holds ``identities_live`` identities in CelebA's aligned layout; ``out_dir/celeba_spoof``
+    holds ``identities_spoof`` other identities, each with live captures and ``attacks_per_species`` print,
+    screen-replay and cut-photo attacks, in CelebA-Spoof's layout. Rerunning with the same parameters is a no-op.
+    """
+    out_dir = Path(out_dir)
+    params = {
+        "generator_version": GENERATOR_VERSION, "seed": seed, "identities_live": identities_live,
+        "images_per_identity": images_per_identity, "identities_spoof": identities_spoof,
+        "live_per_spoof_subject": live_per_spoof_subject, "attacks_per_species": attacks_per_species, "size": size,
+    }
+    _validate(params)
+    summary = _summary(params, out_dir)
+    found = read_marker(out_dir)
+    if found == params:
+        return {**summary, "skipped": True}
+    if found is None and out_dir.exists() and any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir} exists, is not empty and has no {MARKER}; refusing to overwrite it")
+    staging = out_dir.with_suffix(f".tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        with _progress(progress, summary["images"]) as advance:
+            _write_celeba(staging / "celeba", params, advance)
+            _write_celeba_spoof(staging / "celeba_spoof", params, advance)
+        for root in (staging, staging / "celeba", staging / "celeba_spoof"):
+            (root / MARKER).write_text(_marker_text(params))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # an interrupted run leaves nothing half-written behind
+        raise
+    _swap_into_place(staging, out_dir)
+    return {**summary, "skipped": False}
+
+
+def read_marker(root: Path) -> dict | None:
+    """The generation params recorded in ``root/SYNTHETIC.txt``, or None when there is no valid marker."""
+    path = Path(root) / MARKER
+    if not path.is_file():
+        return None
+    lines = path.read_text().splitlines()
+    if not lines or lines[0] != "SYNTHETIC":
+        return None
+    try:
+        return json.loads(lines[-1])
+    except json.JSONDecodeError:
+        return None
+
+
+def _validate(params: dict) -> None:
+    for key, value in params.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{key} must be a non-negative integer, got {value!r}")
+    if params["size"] < 32:
+        raise ValueError(f"size must be at least 32 pixels, got {params['size']}")
+
+
+def _summary(params: dict, out_dir: Path) -> dict:
+    """Counts implied by the params (the same whether the folder was just written or found)."""
+    live_ids, spoof_ids = params["identities_live"], params["identities_spoof"]
+    partitions = [_partition(index) for index in range(live_ids)]
+    celeba_images = live_ids * params["images_per_identity"]
+    spoof_live = spoof_ids * params["live_per_spoof_subject"]
+    per_species = spoof_ids * params["attacks_per_species"]
+    return {
+        "out_dir": str(out_dir),
+        "synthetic": True,
+        "params": dict(params),
+        "celeba": {
+            "root": str(out_dir / "celeba"),
+            "identities": live_ids,
+            "images": celeba_images,
+            "partition_identities": {name: partitions.count(code) for code, name in enumerate(_PARTITIONS)},
+        },
+        "celeba_spoof": {
+            "root": str(out_dir / "celeba_spoof"),
+            "subjects": spoof_ids,
+            "live": spoof_live,
+            "spoof": per_species * len(ATTACK_SPECIES),
+            "species": {CELEBA_SPOOF_SPECIES[code]: per_species for code, _ in ATTACK_SPECIES},
+        },
+        "images": celeba_images + spoof_live + per_species * len(ATTACK_SPECIES),
+    }
+
+
+def _partition(identity_index: int) -> int:
+    """0 train / 1 val / 2 test by identity, 80/10/10, stable however many identities there are."""
+    return {8: 1, 9: 2}.get(identity_index % 10, 0)
+
+
+def _marker_text(params: dict) -> str:
+    return (
+        "SYNTHETIC\n"
+        "Procedurally generated demo data from liveness.data.synthetic: drawn faces of invented identities and\n"
+        "simulated presentation attacks (print, screen replay, cut photo). No real person is depicted. Results\n"
+        "computed on this data are synthetic and must be labelled so; they say nothing about real faces.\n"
+        "generation params (JSON):\n"
+        f"{json.dumps(params, sort_keys=True)}\n"
+    )
+
+
+@contextmanager
+def _progress(enabled: bool, total: int) -> Iterator[Callable[[], None]]:
+    """A callback that advances a rich progress bar by one image (a no-op bar when disabled)."""
+    with Progress(disable=not enabled) as bar:
+        task = bar.add_task("synthetic demo images", total=total)
+        yield lambda: bar.advance(task)
+
+
+def _image_rng(seed: int, stream: int, *keys: int) -> np.random.Generator:
+    return np.random.default_rng([seed, stream, *keys])
+
+
+# --------------------------------------------------------------------------------------------------------- CelebA
+
+
+def _write_celeba(root: Path, params: dict, advance: Callable[[], None]) -> None:
+    """img_align_celeba/NNNNNN.jpg plus identity, landmark and partition lists, numbered from 1."""
+    size = params["size"]
+    images = root / "img_align_celeba"
+    images.mkdir(parents=True)
+    identities, landmarks, partitions = [], [], []
+    number = 0
+    for identity in range(params["identities_live"]):
+        traits = identity_traits(params["seed"], identity)
+        for shot in range(params["images_per_identity"]):
+            number += 1
+            name = f"{number:06d}.jpg"
+            image, points = render_face(traits, _image_rng(params["seed"], _STREAM_LIVE, identity, shot), (size, size))
+            (images / name).write_bytes(_encode(image, ".jpg"))
+            identities.append(f"{name} {identity + 1}")
+            landmarks.append(name + " " + "".join(f"{v:5d}" for v in np.rint(points).astype(int).ravel()))
+            partitions.append(f"{name} {_partition(identity)}")
+            advance()
+    (root / "identity_CelebA.txt").write_text(_lines(identities))
+    (root / "list_landmarks_align_celeba.txt").write_text(_lines([str(number), LANDMARK_HEADER, *landmarks]))
+    (root / "list_eval_partition.txt").write_text(_lines(partitions))
+
+
+# ---------------------------------------------------------------------------------------------------- CelebA-Spoof
+
+
+def _write_celeba_spoof(root: Path, params: dict, advance: Callable[[], None]) -> None:
+    """Data/test/<subject>/{live,spoof}/NNNNNN.png with NNNNNN_BB.txt beside each, and the label JSON."""
+    seed, size = params["seed"], params["size"]
+    labels: dict[str, list[int]] = {}
+    number = 0
+    for offset in range(params["identities_spoof"]):
+        identity = params["identities_live"] + offset  # indices after the live ones: disjoint identities
+        traits = identity_traits(seed, identity)
+        subject = root / "Data" / "test" / str(identity + 1)
+        for shot in range(params["live_per_spoof_subject"]):
+            number += 1
+            image, points = render_face(traits, _image_rng(seed, _STREAM_SPOOF_LIVE, identity, shot), (size, size))
+            box = clip_box(face_box(points), size, size)
+            labels[_write_spoof_image(subject / "live", number, image, box, root)] = _label(0)
+            advance()
+        for code, attack in ATTACK_SPECIES:
+            for shot in range(params["attacks_per_species"]):
+                number += 1
+                rng = _image_rng(seed, _STREAM_ATTACK, code, identity, shot)
+                live, points = render_face(traits, rng, (size, size))
+                image, box = attack(live, points, rng, None)
+                labels[_write_spoof_image(subject / "spoof", number, image, box, root)] = _label(code)
+                advance()
+    metas = root / "metas" / "intra_test"
+    metas.mkdir(parents=True)
+    (metas / "test_label.json").write_text(json.dumps(labels, sort_keys=True) + "\n")
+    (metas / "train_label.json").write_text("{}\n")
+
+
+def _write_spoof_image(folder: Path, number: int, image: np.ndarray, box: tuple[float, ...], root: Path) -> str:
+    """Write NNNNNN.png and NNNNNN_BB.txt; return the image path relative to ``root`` (the label key)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{number:06d}.png"
+    path.write_bytes(_encode(image, ".png"))
+    (folder / f"{number:06d}_BB.txt").write_text(_bb_line(box, image.shape[1], image.shape[0]))
+    return path.relative_to(root).as_posix()
+
+
+def _bb_line(box: tuple[float, ...], width: int, height: int) -> str:
+    """``x y w h score`` with the box rescaled to the 224 x 224 frame CelebA-Spoof's boxes refer to."""
+    x1, y1, x2, y2 = box
+    sx, sy = BB_SIZE / width, BB_SIZE / height
+    x, y = round(x1 * sx), round(y1 * sy)
+    return f"{x} {y} {round(x2 * sx) - x} {round(y2 * sy) - y} 0.99\n"
+
+
+def _label(spoof_type: int) -> list[int]:
+    label = [0] * SPOOF_LABEL_LENGTH
+    label[SPOOF_TYPE_INDEX] = spoof_type
+    label[LIVENESS_INDEX] = int(spoof_type != 0)
+    return label
+
+
+# ---------------------------------------------------------------------------------------------------------- files
+
+
+def _encode(image: np.ndarray, extension: str) -> bytes:
+    options = [cv2.IMWRITE_JPEG_QUALITY, 95] if extension == ".jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    ok, encoded = cv2.imencode(extension, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), options)
+    if not ok:
+        raise RuntimeError(f"could not encode a {extension} image")
+    return encoded.tobytes()
+
+
+def _lines(lines: list[str]) -> str:
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _swap_into_place(staging: Path, out_dir: Path) -> None:
+    """Rename the finished folder into place; a stale generated folder is moved aside first, then removed."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists():
+        stale = out_dir.with_suffix(f".old-{os.getpid()}")
+        os.replace(out_dir, stale)
+        os.replace(staging, out_dir)
+        shutil.rmtree(stale)
+    else:
+        os.replace(staging, out_dir)
