@@ -28,11 +28,14 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest tests -m "not slow"
 
-# Today's main job: a short CPU training on built-in synthetic smoke crops (see README).
+# Today's main job on the SYNTHETIC default data: generate it, curate live faces, prepare the spoof sets
+# (both as Prefect flows), then a short CPU training of the small profile (see README).
 demo: setup
-	$(VENV)/bin/liveness train --out runs/demo --smoke-count 256 \
-	  --set model.profile=small --set model.image_size=64 \
-	  --set train.epochs=3 --set train.batch_size=16 --set train.num_workers=0
+	$(VENV)/bin/liveness demo-data
+	$(PY) -m pipeline.curate live
+	$(PY) -m pipeline.curate spoof
+	$(VENV)/bin/liveness train --out runs/demo --no-resume \
+	  --set model.profile=small --set train.epochs=3 --set train.batch_size=16
 
 bench: setup
 	$(PY) bench/train_throughput.py --device auto

@@ -47,7 +47,7 @@ def _parse_overrides(pairs: list[str]) -> dict[str, object]:
 def train(
     params_path: Annotated[Path, typer.Option("--params", help="params.yaml to read (sections base, model, identity, loss, train).")] = Path("params.yaml"),
     out: Annotated[Path, typer.Option(help="Output folder: checkpoints/, metrics.jsonl, generator.pt, summary.json.")] = Path("runs/train"),
-    data: Annotated[str, typer.Option(help="'smoke' for built-in synthetic smoke crops, or a .npy file of uint8 (N, H, W, 3) live crops.")] = "smoke",
+    data: Annotated[Optional[str], typer.Option(help="Curated folder (manifest.parquet + shards/; default train.data), 'smoke' for built-in synthetic smoke crops, or a .npy of uint8 (N, H, W, 3) crops.")] = None,
     smoke_count: Annotated[int, typer.Option(help="How many smoke crops to generate when --data smoke.")] = 256,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a param, e.g. --set train.epochs=2 (repeatable).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoints/last.pt when it exists.")] = True,
@@ -60,6 +60,8 @@ def train(
     Ctrl-C writes a checkpoint of the last whole step; run the same command again to resume.
     """
     from liveness.data.memory import CropArrayDataset, load_npy_crops, make_smoke_crops
+    from liveness.data.shards import ShardDataset
+    from liveness.data.augment import AugmentConfig
     from liveness.model.identity import IdentityWeightsError
     from liveness.train.checkpoint import CheckpointError
     from liveness.train.trainer import Trainer, TrainingDataError, TrainingInterrupted
@@ -67,11 +69,17 @@ def train(
     say = _rank_console()
     try:
         params = load_params(params_path, _parse_overrides(overrides or []))
+        source = Path(data) if data not in (None, "smoke") else params.train.data
         if data == "smoke":
             dataset = CropArrayDataset(make_smoke_crops(smoke_count, params.model.image_size, params.base.seed))
             say.print(f"data: {smoke_count} built-in SYNTHETIC smoke crops (not real faces)")
+        elif source.suffix == ".npy":
+            dataset = load_npy_crops(source)
         else:
-            dataset = load_npy_crops(Path(data))
+            augment = AugmentConfig(**params.train.augment.model_dump())
+            dataset = ShardDataset(source / "manifest.parquet", source / "shards", params.train.split, augment,
+                                   params.base.seed)
+            say.print(f"data: {len(dataset)} curated crops from {source} (split {params.train.split})")
         trainer = Trainer(params, out, progress=progress)
         if trainer.identity is not None and trainer.identity.stand_in:
             say.print("identity: onet, an offline STAND-IN for the identity network (not identity features)")

@@ -69,7 +69,20 @@ class LossParams(_Section):
     latent: float = Field(1.0, ge=0)
 
 
+class AugmentParams(_Section):
+    """Light augmentation of live training crops (liveness.data.augment.AugmentConfig)."""
+
+    enabled: bool = True
+    hflip_probability: float = Field(0.5, ge=0, le=1)
+    brightness: float = Field(0.1, ge=0, lt=1, description="Maximum relative brightness change.")
+    contrast: float = Field(0.1, ge=0, lt=1)
+    saturation: float = Field(0.1, ge=0, lt=1)
+
+
 class TrainParams(_Section):
+    data: Path = Field(Path("data/curated"), description="Curated live data: a folder with manifest.parquet and shards/.")
+    split: str = Field("train", description="Manifest split to train on.")
+    augment: AugmentParams = AugmentParams()
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(64, ge=1, description="Global batch size, split evenly across DDP ranks.")
     lr: float = Field(1e-4, gt=0)

@@ -122,3 +122,47 @@ class TestCompileFlag:
         monkeypatch.setattr(torch, "compile", fake_compile)
         Trainer(tiny_params(train={"compile": True}), tmp_path).fit(smoke_dataset)
         assert sorted(compiled) == ["Discriminator", "Discriminator", "Generator"]
+
+
+class TestAugmentedResume:
+    def test_epoch_augmentation_stays_exact_across_resume(self, tmp_path):
+        """ShardDataset augmentation depends on (seed, epoch, index) only, so resume stays bit-identical."""
+        import numpy as np
+        import pandas as pd
+
+        from liveness.data.augment import AugmentConfig
+        from liveness.data.memory import make_smoke_crops
+        from liveness.data.shards import ShardDataset, ShardWriter
+
+        crops = make_smoke_crops(24, 32, seed=5)
+        with ShardWriter(tmp_path / "shards", 32, shard_size=10) as writer:
+            places = [writer.add(crop) for crop in crops]
+        manifest = pd.DataFrame({
+            "record_id": [f"r{i}" for i in range(24)], "source": "smoke", "path": [f"r{i}" for i in range(24)],
+            "frame_index": -1, "subject": [f"s{i}" for i in range(24)], "label": "live", "species": "live",
+            "split": "train", "synthetic": True, "shard": [p[0] for p in places],
+            "index_in_shard": [p[1] for p in places], "reject_reason": "",
+        })
+
+        def dataset():
+            return ShardDataset(manifest, tmp_path / "shards", "train", AugmentConfig(), seed=0)
+
+        augmented = dataset()
+        augmented.set_epoch(0)
+        first = augmented[0].numpy()
+        augmented.set_epoch(1)
+        assert not np.array_equal(first, augmented[0].numpy()), "augmentation must change with the epoch"
+
+        full = Trainer(PARAMS, tmp_path / "full")
+        full.fit(dataset())
+        with pytest.raises(TrainingInterrupted):
+            Trainer(PARAMS, tmp_path / "cut", on_step_end=_stop_at(8, "signal")).fit(dataset())
+        resumed = Trainer(PARAMS, tmp_path / "cut")
+        resumed.fit(dataset())
+        _assert_bit_identical(_state(resumed), _state(full))
+
+    def test_trainer_sets_each_epoch_on_the_dataset(self, tmp_path, smoke_dataset):
+        seen = []
+        smoke_dataset.set_epoch = seen.append
+        Trainer(PARAMS, tmp_path).fit(smoke_dataset)
+        assert seen == [0, 1]
