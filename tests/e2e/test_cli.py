@@ -33,7 +33,7 @@ class TestTrain:
     def test_trains_on_smoke_data_and_writes_outputs(self, tmp_path):
         out = tmp_path / "run"
         result = runner.invoke(app, ["train", "--params", str(_params(tmp_path)), "--out", str(out),
-                                     "--smoke-count", "8", "--set", "train.epochs=2"])
+                                     "--data", "smoke", "--smoke-count", "8", "--set", "train.epochs=2"])
         assert result.exit_code == 0, result.output
         assert "SYNTHETIC" in result.output and "identity loss L_id is dropped" in result.output
         summary = json.loads((out / "summary.json").read_text())
@@ -107,7 +107,7 @@ def test_ctrl_c_writes_a_checkpoint_and_the_rerun_resumes(tmp_path):
     params = _params(tmp_path, raw)
     out = tmp_path / "run"
     command = [sys.executable, "-m", "liveness", "train", "--params", str(params), "--out", str(out),
-               "--smoke-count", "8", "--no-progress"]
+               "--data", "smoke", "--smoke-count", "8", "--no-progress"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = out / "metrics.jsonl"
     deadline = time.monotonic() + 120
@@ -121,7 +121,7 @@ def test_ctrl_c_writes_a_checkpoint_and_the_rerun_resumes(tmp_path):
     assert 3 <= stopped_at < 400
 
     rerun = runner.invoke(app, ["train", "--params", str(params), "--out", str(out), "--no-progress",
-                                "--smoke-count", "8", "--set", "train.epochs=200"])
+                                "--data", "smoke", "--smoke-count", "8", "--set", "train.epochs=200"])
     assert rerun.exit_code == 0, rerun.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed_from_step"] == stopped_at and summary["steps"] == 400

@@ -34,7 +34,7 @@ def test_two_ranks_match_one_rank_with_twice_the_batch(tmp_path):
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
         "-m", "liveness", "train", "--params", str(params_file), "--out", str(tmp_path / "ddp"),
-        "--smoke-count", str(CROPS), "--no-progress",
+        "--data", "smoke", "--smoke-count", str(CROPS), "--no-progress",
     ]
     completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     assert completed.returncode == 0, completed.stderr[-3000:]
