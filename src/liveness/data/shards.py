@@ -13,8 +13,6 @@ metadata, so re-running curation on the same data gives the same bytes.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from types import TracebackType
 
@@ -26,7 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from liveness.data.augment import AugmentConfig, augment_crop, epoch_rng
-from liveness.io import atomic_write_bytes
+from liveness.io import atomic_write, atomic_write_bytes
 
 SHARD_PATTERN = "shard-{index:05d}.npy"
 NOT_SHARDED = -1  # shard and index_in_shard of rejected rows
@@ -53,25 +51,6 @@ _RERUN = "rerun curation to rebuild the shards and manifest"
 
 def shard_path(shards_dir: Path, index: int) -> Path:
     return Path(shards_dir) / SHARD_PATTERN.format(index=index)
-
-
-def _write_npy_atomically(path: Path, array: np.ndarray) -> None:
-    """Stream ``array`` to a temporary ``.npy`` beside ``path``, fsync, then rename over ``path``.
-
-    ``liveness.io.atomic_write_bytes`` needs the whole file as one bytes object, which would hold a second
-    copy of a shard in memory; this writes the array's buffer directly.
-    """
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.lib.format.write_array(stream, array, allow_pickle=False)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 class ShardWriter:
@@ -131,7 +110,9 @@ class ShardWriter:
 
     def _flush(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        _write_npy_atomically(shard_path(self.out_dir, self.shard_index), self._buffer[: self._filled])
+        shard = self._buffer[: self._filled]
+        atomic_write(shard_path(self.out_dir, self.shard_index),
+                     lambda stream: np.lib.format.write_array(stream, shard, allow_pickle=False))
         self.shard_index += 1
         self._filled = 0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import random
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from liveness.io import atomic_write_bytes
+from liveness.io import atomic_write
 
 CHECKPOINT_VERSION = 1
 REQUIRED_KEYS = (
@@ -24,10 +23,8 @@ class CheckpointError(RuntimeError):
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to memory, then an atomic write (temp file in the same folder, fsync, rename)."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    """torch.save streamed to a temp file in the same folder, fsync, then rename over ``path``."""
+    atomic_write(path, lambda stream: torch.save(obj, stream))
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -112,7 +112,7 @@ def test_failed_shard_write_leaves_no_temp_file(tmp_path, monkeypatch):
     def failing_fsync(descriptor):
         raise OSError("disk full")
 
-    monkeypatch.setattr("liveness.data.shards.os.fsync", failing_fsync)
+    monkeypatch.setattr("liveness.io.os.fsync", failing_fsync)
     with pytest.raises(OSError, match="disk full"):
         with ShardWriter(tmp_path, SIZE, shard_size=2) as writer:
             for crop in _crops(2):
