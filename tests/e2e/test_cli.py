@@ -61,13 +61,18 @@ class TestTrain:
 
     def test_missing_identity_weights_say_what_to_do(self, tmp_path):
         result = runner.invoke(app, ["train", "--params", str(_params(tmp_path)), "--out", str(tmp_path / "run"),
-                                     "--set", "identity.backbone=vggface2"])
+                                     "--data", "smoke", "--set", "identity.backbone=vggface2"])
         assert result.exit_code == 2
         assert VGGFACE2_FILENAME in result.output and "identity.backbone: none" in result.output
 
     def test_bad_override_syntax(self, tmp_path):
         result = runner.invoke(app, ["train", "--params", str(_params(tmp_path)), "--set", "train.epochs"])
         assert result.exit_code == 2 and "KEY=VALUE" in result.output
+
+    def test_missing_curated_data_says_to_run_curation(self, tmp_path):
+        raw = {**TINY, "train": {**TINY["train"], "data": str(tmp_path / "nowhere")}}
+        result = runner.invoke(app, ["train", "--params", str(_params(tmp_path, raw))])
+        assert result.exit_code == 2 and "rerun curation" in result.output
 
     def test_missing_npy(self, tmp_path):
         result = runner.invoke(app, ["train", "--params", str(_params(tmp_path)), "--data", str(tmp_path / "x.npy")])
