@@ -59,9 +59,7 @@ def train(
     `torchrun --nproc_per_node N -m liveness train ...`; train.batch_size is the global batch.
     Ctrl-C writes a checkpoint of the last whole step; run the same command again to resume.
     """
-    from liveness.data.memory import CropArrayDataset, load_npy_crops, make_smoke_crops
-    from liveness.data.shards import ShardDataset
-    from liveness.data.augment import AugmentConfig
+    from liveness.train.stage import training_dataset
     from liveness.model.identity import IdentityWeightsError
     from liveness.train.checkpoint import CheckpointError
     from liveness.train.trainer import Trainer, TrainingDataError, TrainingInterrupted
@@ -69,17 +67,8 @@ def train(
     say = _rank_console()
     try:
         params = load_params(params_path, _parse_overrides(overrides or []))
-        source = Path(data) if data not in (None, "smoke") else params.train.data
-        if data == "smoke":
-            dataset = CropArrayDataset(make_smoke_crops(smoke_count, params.model.image_size, params.base.seed))
-            say.print(f"data: {smoke_count} built-in SYNTHETIC smoke crops (not real faces)")
-        elif source.suffix == ".npy":
-            dataset = load_npy_crops(source)
-        else:
-            augment = AugmentConfig(**params.train.augment.model_dump())
-            dataset = ShardDataset(source / "manifest.parquet", source / "shards", params.train.split, augment,
-                                   params.base.seed)
-            say.print(f"data: {len(dataset)} curated crops from {source} (split {params.train.split})")
+        dataset, description = training_dataset(params, data, smoke_count)
+        say.print(f"data: {description}")
         trainer = Trainer(params, out, progress=progress)
         if trainer.identity is not None and trainer.identity.stand_in:
             say.print("identity: onet, an offline STAND-IN for the identity network (not identity features)")
@@ -105,20 +94,14 @@ def demo_data(
     """Generate the SYNTHETIC demo dataset: procedural faces (CelebA layout) and simulated print, screen-replay
     and cut-photo attacks (CelebA-Spoof layout). Deterministic from base.seed; reruns with the same params do
     nothing."""
-    from liveness.data.synthetic.writer import generate_demo_dataset
+    from liveness.data.stage import generate_demo
 
     try:
         params = load_params(params_path, _parse_overrides(overrides or []))
     except ConfigError as error:
         _fail(str(error))
-    demo = params.demo
-    destination = out or demo.out_dir
-    summary = generate_demo_dataset(
-        destination, seed=params.base.seed, identities_live=demo.identities_live,
-        images_per_identity=demo.images_per_identity, identities_spoof=demo.identities_spoof,
-        live_per_spoof_subject=demo.live_per_spoof_subject, attacks_per_species=demo.attacks_per_species,
-        size=demo.size, progress=progress,
-    )
+    destination = out or params.demo.out_dir
+    summary = generate_demo(params, destination, progress)
     console.print(f"SYNTHETIC demo data in {destination}: {summary}")
 
 

@@ -196,6 +196,26 @@ class DemoParams(_Section):
     size: int = Field(128, ge=32)
 
 
+class CalibrateParams(_Section):
+    """The calibration stage: threshold frozen on calibration data, ISO/IEC 30107-3 metrics on the test split."""
+
+    model_dir: Path = Field(Path("runs/train"), description="Training output folder holding generator.pt.")
+    live_data: Path = Field(Path("data/curated"), description="Curated live data (manifest.parquet + shards/).")
+    live_split: str = Field("val", description="Split of live_data scored as bona fide calibration data.")
+    spoof_data: Path = Field(Path("data/spoof"), description="Spoof sets (manifest.parquet + shards/): live and attacks.")
+    calib_split: str = Field("calib", description="Split of spoof_data the threshold is chosen on.")
+    test_split: str = Field("test", description="Split of spoof_data reported at the frozen threshold; never tunes it.")
+    score: Literal["latent_bg", "latent_face", "pixel"] = Field(
+        "latent_bg", description="The shipped score; latent_bg is the patent's Δ. Every score is reported on calibration.")
+    policy: Literal["eer", "bpcer_at_apcer", "apcer_at_bpcer"] = Field(
+        "bpcer_at_apcer", description="Threshold policy (liveness.evaluate.thresholds.POLICIES).")
+    target: float | None = Field(0.05, ge=0, le=1, description="The policy's target rate; null for eer.")
+    bootstrap_resamples: int = Field(1000, ge=1, description="Resamples of the subject-grouped bootstrap CIs.")
+    batch_size: int = Field(64, ge=1, description="Images per scoring batch.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when present, else cpu.")
+    report_dir: Path = Field(Path("reports"), description="Where metrics.json, scores.csv and plots/ are written.")
+
+
 class Params(_Section):
     base: BaseParams = BaseParams()
     demo: DemoParams = DemoParams()
@@ -205,6 +225,7 @@ class Params(_Section):
     identity: IdentityParams = IdentityParams()
     loss: LossParams = LossParams()
     train: TrainParams = TrainParams()
+    calibrate: CalibrateParams = CalibrateParams()
 
 
 def _format_errors(error: ValidationError, source: str) -> str:

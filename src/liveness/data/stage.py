@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from liveness.config import CurateParams, SpoofParams
+from liveness.config import CurateParams, Params, SpoofParams
 from liveness.data.curate import (
     ChunkMapper,
     CurationResult,
@@ -92,3 +92,16 @@ def run_curation(section: CurateParams | SpoofParams, kind: str, seed: int, repo
     title = "Live-face curation" if kind == LIVE_KIND else "Spoof-set preparation"
     write_curation_report(result.manifest, result.accepted_samples, result.rejected_samples, report_dir, title, synthetic)
     return result
+
+
+def generate_demo(params: Params, out_dir: Path | None = None, progress: bool = True) -> dict:
+    """The SYNTHETIC demo dataset that ``params.demo`` sizes, seeded by ``base.seed``."""
+    from liveness.data.synthetic.writer import generate_demo_dataset
+
+    demo = params.demo
+    return generate_demo_dataset(
+        out_dir or demo.out_dir, seed=params.base.seed, identities_live=demo.identities_live,
+        images_per_identity=demo.images_per_identity, identities_spoof=demo.identities_spoof,
+        live_per_spoof_subject=demo.live_per_spoof_subject, attacks_per_species=demo.attacks_per_species,
+        size=demo.size, progress=progress,
+    )

@@ -128,8 +128,9 @@ _AUTO = object()
 class Trainer:
     """Trains G and D on a dataset of uint8 (H, W, 3) live crops, resuming from ``out_dir`` when it can.
 
-    Writes (rank 0 only) ``checkpoints/last.pt`` every ``train.checkpoint_every_steps`` steps, at each epoch end
-    and on interruption; ``metrics.jsonl``; and at the end ``generator.pt`` and ``summary.json``.
+    Writes (rank 0 only) ``last.pt`` in ``checkpoint_dir`` (default ``out_dir/checkpoints``) every
+    ``train.checkpoint_every_steps`` steps, at each epoch end and on interruption; ``metrics.jsonl``; and at
+    the end ``generator.pt`` and ``summary.json``.
     """
 
     def __init__(
@@ -140,9 +141,11 @@ class Trainer:
         logger: MetricsLogger | None = None,
         progress: bool = False,
         on_step_end: Callable[["Trainer", TrainState], None] | None = None,
+        checkpoint_dir: Path | None = None,
     ) -> None:
         self.params = params
         self.out_dir = Path(out_dir)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else self.out_dir / "checkpoints"
         self.identity = (
             build_identity_network(params.identity.backbone, params.identity.weights) if identity is _AUTO else identity
         )
@@ -156,7 +159,7 @@ class Trainer:
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.out_dir / "checkpoints" / CHECKPOINT_NAME
+        return self.checkpoint_dir / CHECKPOINT_NAME
 
     def request_stop(self) -> None:
         """Stop after the current step, writing a checkpoint (what Ctrl-C does)."""

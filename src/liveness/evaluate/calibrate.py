@@ -1,0 +1,240 @@
+"""The calibration stage: freeze a threshold on calibration data, then report ISO/IEC 30107-3 metrics on test.
+
+Order matters and the code keeps it (DESIGN §2.3): the calibration data (live ``live_split`` as bona fide, plus
+the spoof set's ``calib_split``) are scored and the threshold is chosen from them alone; only then is the test
+split opened, scored and reported at that frozen threshold. Every score component is reported on calibration
+(DESIGN §1.4); the test split is reported for the shipped score only, so it cannot steer the choice of score.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from liveness.config import CalibrateParams, Params
+from liveness.data.records import SPOOF
+from liveness.data.shards import ShardDataset, read_manifest
+from liveness.evaluate import plots
+from liveness.evaluate.metrics import bootstrap_ci, metric_report
+from liveness.evaluate.scoring import SCORE_NAMES, decompose, load_generator, score_dataset
+from liveness.evaluate.thresholds import choose_threshold
+from liveness.io import atomic_write_bytes, atomic_write_json
+from liveness.model.generator import Generator
+from liveness.train.runtime import Runtime, resolve_runtime
+
+CONFIDENCE = 0.95
+CI_METRICS = ("max_apcer", "bpcer", "hter", "acer_non_iso", "eer", "auc", "bpcer20", "bpcer100")
+"""Test metrics that get subject-grouped bootstrap CIs, besides the APCER of each species."""
+CALIBRATION_POOLED = ("auc", "eer", "bpcer20", "bpcer100", "max_apcer", "bpcer")
+CALIBRATION_PER_SPECIES = ("auc", "eer", "bpcer100")
+DECOMPOSITION_SAMPLES = 3  # rows per species in plots/decomposition.png
+ROW_COLUMNS = ("dataset", "split", "record_id", "path", "subject", "label", "species")
+
+
+def _runtime(device: str) -> Runtime:
+    """fp32 always: bf16 would round scores to ~3 digits and tie many of them around the threshold."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("calibrate.device is cuda but no CUDA device is visible; set calibrate.device: auto or cpu")
+    return resolve_runtime(device, "fp32")
+
+
+class _ShardFolder:
+    """A curated folder (``manifest.parquet`` + ``shards/``), its manifest read once for every split."""
+
+    def __init__(self, folder: Path, name: str, image_size: int) -> None:
+        self.folder = Path(folder)
+        self.name = name
+        self.image_size = image_size
+        self.manifest = read_manifest(self.folder / "manifest.parquet")
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.manifest["synthetic"].all())
+
+    def split(self, split: str) -> ShardDataset:
+        """The accepted crops of ``split``; their size must be the model's."""
+        dataset = ShardDataset(self.manifest, self.folder / "shards", split)
+        if dataset.crop_size is not None and dataset.crop_size != self.image_size:
+            raise ValueError(
+                f"{self.folder} split {split!r} holds {dataset.crop_size} px crops but model.image_size is "
+                f"{self.image_size}; set model.image_size to the size the model was trained on and curate at it"
+            )
+        return dataset
+
+    def rows(self, dataset: ShardDataset) -> pd.DataFrame:
+        """One row per item of ``dataset`` (from ``split``): where it comes from and what it is."""
+        paths = dict(zip(self.manifest["record_id"], self.manifest["path"], strict=True))
+        return pd.DataFrame({
+            "dataset": self.name, "split": dataset.split, "record_id": dataset.record_ids,
+            "path": [paths[record] for record in dataset.record_ids], "subject": dataset.subjects,
+            "label": dataset.labels, "species": dataset.species,
+        })
+
+
+def _scored(generator: Generator, source: _ShardFolder, dataset: ShardDataset, runtime: Runtime,
+            batch_size: int) -> pd.DataFrame:
+    """``source.rows`` plus one column per score component."""
+    scores = score_dataset(generator, dataset, runtime, batch_size)
+    return source.rows(dataset).assign(**scores)
+
+
+def _is_attack(frame: pd.DataFrame) -> np.ndarray:
+    return (frame["label"] == SPOOF).to_numpy()
+
+
+def _attack_species(frame: pd.DataFrame) -> list[str]:
+    return sorted(frame.loc[_is_attack(frame), "species"].unique())
+
+
+def freeze_threshold(calibration: pd.DataFrame, settings: CalibrateParams, score: str | None = None) -> float:
+    """The policy's threshold for ``score`` (default: the shipped one) on the calibration rows ALONE."""
+    score = score or settings.score
+    try:
+        return choose_threshold(settings.policy, calibration[score].to_numpy(), _is_attack(calibration),
+                                calibration["species"].to_numpy(), settings.target, _attack_species(calibration))
+    except ValueError as error:
+        raise ValueError(
+            f"cannot calibrate (calibrate.policy={settings.policy!r}, calibrate.target={settings.target}, "
+            f"{len(calibration)} calibration presentations): {error}"
+        ) from None
+
+
+def _calibration_table(calibration: pd.DataFrame, settings: CalibrateParams) -> dict[str, dict[str, float]]:
+    """Per score component: its own calibrated threshold, pooled metrics, and AUC/EER/BPCER100 per species."""
+    is_attack, species = _is_attack(calibration), calibration["species"].to_numpy()
+    bona_fide = ~is_attack
+    table = {}
+    for score in SCORE_NAMES:
+        scores = calibration[score].to_numpy()
+        threshold = freeze_threshold(calibration, settings, score)
+        pooled = metric_report(scores, is_attack, species, threshold)
+        row = {"threshold": threshold, **{name: pooled[name] for name in CALIBRATION_POOLED}}
+        row |= {key: value for key, value in pooled.items() if key.startswith("apcer/")}
+        for name in _attack_species(calibration):
+            keep = bona_fide | (species == name)
+            report = metric_report(scores[keep], is_attack[keep], species[keep], threshold)
+            row |= {f"{name}/{metric}": report[metric] for metric in CALIBRATION_PER_SPECIES}
+        table[score] = row
+    return table
+
+
+def _test_metrics(test: pd.DataFrame, settings: CalibrateParams, threshold: float, expected: list[str],
+                  seed: int) -> dict[str, float]:
+    """``metric_report`` at the frozen threshold, with ``<metric>_ci_low``/``_ci_high`` subject-grouped CIs."""
+    arrays = (test[settings.score].to_numpy(), _is_attack(test), test["species"].to_numpy())
+    report = metric_report(*arrays, threshold, expected_species=expected)
+    names = [*CI_METRICS, *(key for key in report if key.startswith("apcer/"))]
+    intervals = bootstrap_ci(*arrays, threshold, names, n_resamples=settings.bootstrap_resamples, seed=seed,
+                             confidence=CONFIDENCE, groups=test["subject"].to_numpy(), expected_species=expected)
+    for name, (low, high) in intervals.items():
+        report[f"{name}_ci_low"], report[f"{name}_ci_high"] = low, high
+    return report
+
+
+def _counts(frame: pd.DataFrame, prefix: str) -> dict[str, int]:
+    is_attack = _is_attack(frame)
+    counts = {f"{prefix}/bona_fide": int((~is_attack).sum())}
+    counts |= {f"{prefix}/attack/{name}": int(n) for name, n in frame.loc[is_attack, "species"].value_counts().items()}
+    return dict(sorted(counts.items()))
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN -> None (JSON has no NaN), numpy scalars -> Python, recursively."""
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _decomposition_rows(test: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Up to ``DECOMPOSITION_SAMPLES`` random test rows of bona fide, then of each attack species."""
+    rng = np.random.default_rng(seed)
+    groups = [test[~_is_attack(test)]] + [test[_is_attack(test) & (test["species"] == s)] for s in _attack_species(test)]
+    picked = [group.iloc[np.sort(rng.choice(len(group), min(len(group), DECOMPOSITION_SAMPLES), replace=False))]
+              for group in groups if len(group)]
+    return pd.concat(picked)
+
+
+def _decomposition_png(generator: Generator, dataset: ShardDataset, test: pd.DataFrame, runtime: Runtime,
+                       score: str, seed: int, title: str) -> bytes:
+    """The decomposition figure of a few test samples per species (``test`` rows are ``dataset`` items)."""
+    rows = _decomposition_rows(test, seed)
+    crops = torch.stack([dataset[int(position)] for position in rows.index])
+    parts = decompose(generator, crops, runtime)
+    vmax = float(parts["latent_bg_map"].max())
+    grid = plots.decomposition_grid(parts["image"], parts["clear_face"], parts["reconstruction"],
+                                    parts["latent_bg_map"], vmax)
+    labels = [f"{species}\n{score}={value:.3g}" for species, value in zip(rows["species"], rows[score], strict=True)]
+    return plots.decomposition_png(grid, labels, vmax, title)
+
+
+def _write_plots(out: Path, test: pd.DataFrame, score: str, threshold: float, prefix: str) -> None:
+    """ROC, DET and score data (CSV, for DVC) and figures (PNG) of the shipped score on the test split."""
+    scores, is_attack, species = test[score].to_numpy(), _is_attack(test), test["species"].to_numpy()
+    roc, det = plots.roc_points(scores, is_attack), plots.det_points(scores, is_attack)
+    roc_curves, det_curves = {"all attacks": roc}, {"all attacks": det}
+    for name in _attack_species(test):
+        keep = ~is_attack | (species == name)
+        roc_curves[name] = plots.roc_points(scores[keep], is_attack[keep])
+        det_curves[name] = plots.det_points(scores[keep], is_attack[keep])
+    atomic_write_bytes(out / "roc.csv", roc.to_csv(index=False).encode())
+    atomic_write_bytes(out / "det.csv", det.to_csv(index=False).encode())
+    atomic_write_bytes(out / "scores.csv", plots.score_points(scores, species).to_csv(index=False).encode())
+    atomic_write_bytes(out / "roc.png", plots.roc_png(roc_curves, f"{prefix}ROC, test split, score {score}"))
+    atomic_write_bytes(out / "det.png", plots.det_png(det_curves, f"{prefix}DET, test split, score {score}"))
+    atomic_write_bytes(out / "score_hist.png", plots.score_histogram_png(
+        scores, species, threshold, f"{prefix}scores by species, test split, frozen threshold", score))
+
+
+def calibrate(params: Params) -> dict[str, Any]:
+    """Run the calibration stage (reads ``params.calibrate``, ``params.model``, ``params.base``); returns the
+    metrics also written to ``report_dir/metrics.json``, beside ``scores.csv`` and ``plots/``."""
+    settings, model, seed = params.calibrate, params.model, params.base.seed
+    runtime = _runtime(settings.device)
+    generator = load_generator(settings.model_dir, model).to(runtime.device, memory_format=runtime.memory_format)
+    live = _ShardFolder(settings.live_data, "live_data", model.image_size)
+    spoof = _ShardFolder(settings.spoof_data, "spoof_data", model.image_size)
+    synthetic = live.synthetic and spoof.synthetic
+
+    calibration = pd.concat([
+        _scored(generator, live, live.split(settings.live_split), runtime, settings.batch_size),
+        _scored(generator, spoof, spoof.split(settings.calib_split), runtime, settings.batch_size),
+    ], ignore_index=True)
+    threshold = freeze_threshold(calibration, settings)
+    calibration_table = _calibration_table(calibration, settings)
+
+    # The threshold is frozen: only now is the test split opened.
+    test_dataset = spoof.split(settings.test_split)
+    test = _scored(generator, spoof, test_dataset, runtime, settings.batch_size)
+    expected = _attack_species(calibration)
+    metrics = _json_safe({
+        "data": "synthetic" if synthetic else "real",
+        "score": settings.score,
+        "policy": settings.policy,
+        "target": settings.target,
+        "threshold": threshold,
+        "test": _test_metrics(test, settings, threshold, expected, seed),
+        "calibration": calibration_table,
+        "calibration_best_auc_score": max(SCORE_NAMES, key=lambda s: calibration_table[s]["auc"]),
+        "counts": _counts(calibration, "calibration") | _counts(test, "test"),
+        "bootstrap": {"resamples": settings.bootstrap_resamples, "confidence": CONFIDENCE, "groups": "subject"},
+    })
+
+    out = Path(settings.report_dir)
+    prefix = plots.title_prefix(synthetic)
+    _write_plots(out / "plots", test, settings.score, threshold, prefix)
+    atomic_write_bytes(out / "plots" / "decomposition.png", _decomposition_png(
+        generator, test_dataset, test, runtime, settings.score, seed,
+        f"{prefix}decomposition of test samples (shared map scale)"))
+    every = pd.concat([calibration, test], ignore_index=True)[[*ROW_COLUMNS, *SCORE_NAMES]]
+    atomic_write_bytes(out / "scores.csv", every.to_csv(index=False).encode())
+    atomic_write_json(out / "metrics.json", metrics)
+    return metrics
