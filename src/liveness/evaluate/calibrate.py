@@ -180,7 +180,7 @@ def _write_plots(out: Path, test: pd.DataFrame, score: str, threshold: float, pr
     """ROC, DET and score data (CSV, for DVC) and figures (PNG) of the shipped score on the test split."""
     scores, is_attack, species = test[score].to_numpy(), _is_attack(test), test["species"].to_numpy()
     roc, det = plots.roc_points(scores, is_attack), plots.det_points(scores, is_attack)
-    roc_curves, det_curves = {"all attacks": roc}, {"all attacks": det}
+    roc_curves, det_curves = {"all attacks (pooled)": roc}, {"all attacks (pooled)": det}
     for name in _attack_species(test):
         keep = ~is_attack | (species == name)
         roc_curves[name] = plots.roc_points(scores[keep], is_attack[keep])

@@ -24,7 +24,7 @@ from sklearn.metrics import roc_curve
 SYNTHETIC_PREFIX = "SYNTHETIC data: "
 LATENT_COLORMAP = "inferno"
 DECOMPOSITION_COLUMNS = ("input I", "clear face I_c", "reconstruction I_real", "|z_bg - z_bg'|")
-_DET_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99)
+_DET_TICKS = (0.001, 0.005, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95, 0.99)
 _DET_CLIP = 5e-4  # rates of 0 and 1 have no probit; they are drawn at the plot's edge
 
 
@@ -97,7 +97,7 @@ def det_png(curves: Mapping[str, pd.DataFrame], title: str) -> bytes:
     axis.set_xticks(ticks, labels, fontsize=7)
     axis.set_yticks(ticks, labels, fontsize=7)
     edge = _probit([0.0, 1.0])
-    axis.set(xlim=edge, ylim=edge, xlabel="BPCER (%)", ylabel="APCER, pooled (%)")
+    axis.set(xlim=edge, ylim=edge, xlabel="BPCER (%)", ylabel="APCER (%)")
     axis.set_title(title, fontsize=9)
     axis.legend(loc="upper right", fontsize=8)
     axis.grid(alpha=0.3)
@@ -156,7 +156,7 @@ def decomposition_png(grid: np.ndarray, row_labels: Sequence[str], vmax: float, 
     """``decomposition_grid`` output with column titles, row labels and the shared colour scale of the maps."""
     rows = len(row_labels)
     size = grid.shape[0] // max(rows, 1)
-    figure = Figure(figsize=(7.5, 0.4 + 1.5 * rows))
+    figure = Figure(figsize=(6.5, 1.0 + 1.3 * rows), layout="constrained")  # about the grid's aspect
     axis = figure.subplots()
     axis.imshow(grid, interpolation="nearest")
     axis.set_xticks([size * (k + 0.5) for k in range(len(DECOMPOSITION_COLUMNS))], DECOMPOSITION_COLUMNS, fontsize=7)

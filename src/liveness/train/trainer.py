@@ -130,7 +130,7 @@ class Trainer:
 
     Writes (rank 0 only) ``last.pt`` in ``checkpoint_dir`` (default ``out_dir/checkpoints``) every
     ``train.checkpoint_every_steps`` steps, at each epoch end and on interruption; ``metrics.jsonl``; and at
-    the end ``generator.pt`` and ``summary.json``.
+    the end ``generator.pt``, ``summary.json`` and ``train_metrics.json``.
     """
 
     def __init__(
@@ -347,6 +347,10 @@ class Trainer:
         if context.is_main:
             atomic_torch_save(generator.state_dict(), self.out_dir / GENERATOR_WEIGHTS)
             atomic_write_json(self.out_dir / "summary.json", {**asdict(result), "params": params.model_dump(mode="json")})
+            atomic_write_json(self.out_dir / "train_metrics.json", {  # the few numbers `dvc metrics` compares
+                **{f"final_{name}": value for name, value in result.final_losses.items()},
+                "epochs": result.epochs, "steps": result.steps, "images_per_second": result.images_per_second,
+            })
         barrier(context)
         return result
 

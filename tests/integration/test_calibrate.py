@@ -1,0 +1,160 @@
+"""The calibration stage end to end on tiny shard sets and a random-init tiny generator (32 px)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from liveness.config import parse_params
+from liveness.data.memory import make_smoke_crops
+from liveness.data.shards import ShardWriter, write_manifest
+from liveness.evaluate import calibrate as calibrate_module
+from liveness.evaluate.calibrate import calibrate
+from liveness.evaluate.scoring import SCORE_NAMES
+from liveness.evaluate.thresholds import choose_threshold
+from liveness.model.factory import build_generator
+
+SIZE = 32
+ATTACKS = ("print_a4", "replay_pc")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PLOT_FILES = ("roc.csv", "det.csv", "scores.csv", "roc.png", "det.png", "score_hist.png", "decomposition.png")
+
+
+def _write_set(folder, rows, crops, synthetic=True):
+    """A curated folder: ``rows`` of (split, label, species, subject), one crop each, plus a rejected row."""
+    with ShardWriter(folder / "shards", SIZE, shard_size=8) as writer:
+        places = [writer.add(crop) for crop in crops]
+    split, label, species, subject = zip(*rows, ("val", "live", "live", "rejected"))
+    ids = [f"{folder.name}/{i}.png" for i in range(len(rows) + 1)]
+    write_manifest(pd.DataFrame({
+        "record_id": ids, "source": "tiny", "path": ids, "frame_index": None, "subject": subject, "label": label,
+        "species": species, "split": split, "synthetic": synthetic,
+        "shard": [p[0] for p in places] + [-1], "index_in_shard": [p[1] for p in places] + [-1],
+        "reject_reason": [""] * len(rows) + ["blur"],
+    }), folder / "manifest.parquet")
+
+
+def _spoof_rows(split, prefix):
+    """Per subject one bona fide and one presentation of each attack species."""
+    return [(split, label, species, f"{prefix}{s}") for s in range(4)
+            for label, species in (("live", "live"), *(("spoof", a) for a in ATTACKS))]
+
+
+def _make_data(root, test_seed=2, live_synthetic=True):
+    """Live folder (train + val) and spoof folder (calib + test); the test crops come from ``test_seed``."""
+    live_rows = [("train", "live", "live", "t0"), ("train", "live", "live", "t1")]
+    live_rows += [("val", "live", "live", f"v{s}") for s in range(6)]
+    _write_set(root / "live", live_rows, make_smoke_crops(len(live_rows), SIZE, seed=0), live_synthetic)
+    calib, test = _spoof_rows("calib", "c"), _spoof_rows("test", "x")
+    crops = np.concatenate([make_smoke_crops(len(calib), SIZE, seed=1), make_smoke_crops(len(test), SIZE, test_seed)])
+    _write_set(root / "spoof", calib + test, crops)
+
+
+def _params(root, model_dir, **calibrate):
+    return parse_params({
+        "model": {"profile": "tiny", "image_size": SIZE},
+        "calibrate": {"model_dir": str(model_dir), "live_data": str(root / "live"), "spoof_data": str(root / "spoof"),
+                      "report_dir": str(root / "reports"), "bootstrap_resamples": 20, "batch_size": 5,
+                      "device": "cpu", **calibrate},
+    })
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    params = parse_params({"model": {"profile": "tiny", "image_size": SIZE}})
+    torch.save(build_generator(params.model).state_dict(), folder / "generator.pt")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, model_dir):
+    """One calibration run: (root folder, returned metrics)."""
+    root = tmp_path_factory.mktemp("calibrate")
+    _make_data(root)
+    return root, calibrate(_params(root, model_dir))
+
+
+def _read_scores(root):
+    return pd.read_csv(root / "reports" / "scores.csv")
+
+
+class TestOutputs:
+    def test_writes_every_output(self, run):
+        root, _ = run
+        reports = root / "reports"
+        assert (reports / "metrics.json").is_file() and (reports / "scores.csv").is_file()
+        for name in PLOT_FILES:
+            assert (reports / "plots" / name).stat().st_size > 0, name
+            if name.endswith(".png"):
+                assert (reports / "plots" / name).read_bytes().startswith(PNG_SIGNATURE), name
+        assert list(pd.read_csv(reports / "plots" / "roc.csv").columns) == ["fpr", "tpr"]
+        assert list(pd.read_csv(reports / "plots" / "det.csv").columns) == ["apcer", "bpcer"]
+        assert list(pd.read_csv(reports / "plots" / "scores.csv").columns) == ["score", "species"]
+
+    def test_scores_csv_has_one_row_per_scored_sample(self, run):
+        root, _ = run
+        scores = _read_scores(root)
+        assert len(scores) == 6 + 12 + 12  # live val + spoof calib + spoof test; train and rejected rows skipped
+        assert scores.groupby("split").size().to_dict() == {"val": 6, "calib": 12, "test": 12}
+        assert {"record_id", "path", "subject", "label", "species", *SCORE_NAMES} <= set(scores.columns)
+
+    def test_metrics_json_matches_the_return_value_and_says_synthetic(self, run):
+        root, metrics = run
+        written = json.loads((root / "reports" / "metrics.json").read_text())
+        assert written == metrics
+        assert metrics["data"] == "synthetic"
+        assert (metrics["score"], metrics["policy"], metrics["target"]) == ("latent_bg", "bpcer_at_apcer", 0.05)
+        assert set(metrics["calibration"]) == set(SCORE_NAMES)
+        assert {"auc", "eer", "bpcer100", "print_a4/auc", "replay_pc/bpcer100"} <= set(metrics["calibration"]["pixel"])
+        test = metrics["test"]
+        assert test["threshold"] == metrics["threshold"]
+        for name in ("bpcer", "max_apcer", "hter", "auc", "apcer/print_a4"):
+            assert test[f"{name}_ci_low"] <= test[f"{name}_ci_high"], name
+        assert metrics["counts"] == {
+            "calibration/bona_fide": 10, "calibration/attack/print_a4": 4, "calibration/attack/replay_pc": 4,
+            "test/bona_fide": 4, "test/attack/print_a4": 4, "test/attack/replay_pc": 4,
+        }
+
+
+class TestThresholdIsFrozenOnCalibration:
+    def test_threshold_is_choose_threshold_on_calibration_scores_alone(self, run):
+        root, metrics = run
+        scores = _read_scores(root)
+        calibration = scores[scores["split"].isin(["val", "calib"])]
+        expected = choose_threshold("bpcer_at_apcer", calibration["latent_bg"].to_numpy(),
+                                    (calibration["label"] == "spoof").to_numpy(), calibration["species"].to_numpy(), 0.05)
+        assert metrics["threshold"] == expected
+
+    def test_other_test_data_leave_the_threshold_unchanged(self, run, model_dir, tmp_path):
+        root, metrics = run
+        _make_data(tmp_path, test_seed=99)
+        perturbed = calibrate(_params(tmp_path, model_dir))
+        old_test, new_test = _read_scores(root), _read_scores(tmp_path)
+        assert not np.allclose(old_test.loc[old_test["split"] == "test", "latent_bg"],
+                               new_test.loc[new_test["split"] == "test", "latent_bg"]), "the test data must differ"
+        assert perturbed["threshold"] == metrics["threshold"]
+        assert perturbed["calibration"] == metrics["calibration"]
+
+    def test_test_split_is_opened_only_after_the_threshold_is_frozen(self, model_dir, tmp_path, monkeypatch):
+        events = []
+        score_dataset, choose = calibrate_module.score_dataset, calibrate_module.choose_threshold
+
+        def spy_score(generator, dataset, runtime, batch_size):
+            events.append(f"score {dataset.split}")
+            return score_dataset(generator, dataset, runtime, batch_size)
+
+        def spy_choose(*args, **kwargs):
+            events.append("threshold")
+            return choose(*args, **kwargs)
+
+        monkeypatch.setattr(calibrate_module, "score_dataset", spy_score)
+        monkeypatch.setattr(calibrate_module, "choose_threshold", spy_choose)
+        _make_data(tmp_path, live_synthetic=False)
+        metrics = calibrate(_params(tmp_path, model_dir))
+        assert events[:3] == ["score val", "score calib", "threshold"]
+        assert events.index("score test") > max(i for i, event in enumerate(events) if event == "threshold")
+        assert metrics["data"] == "real"  # one manifest not synthetic: the report must not claim it is
