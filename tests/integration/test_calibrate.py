@@ -22,6 +22,16 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLOT_FILES = ("roc.csv", "det.csv", "scores.csv", "roc.png", "det.png", "score_hist.png", "decomposition.png")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny 32 px networks gain nothing from intra-op threads, and on a busy 2-core machine threads waiting on
+    each other made these tests 10x slower; the setting is restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _write_set(folder, rows, crops, synthetic=True):
     """A curated folder: ``rows`` of (split, label, species, subject), one crop each, plus a rejected row."""
     with ShardWriter(folder / "shards", SIZE, shard_size=8) as writer:
@@ -158,3 +168,9 @@ class TestThresholdIsFrozenOnCalibration:
         assert events[:3] == ["score val", "score calib", "threshold"]
         assert events.index("score test") > max(i for i, event in enumerate(events) if event == "threshold")
         assert metrics["data"] == "real"  # one manifest not synthetic: the report must not claim it is
+
+
+def test_unknown_split_names_the_key_to_fix(run, model_dir):
+    root, _ = run
+    with pytest.raises(ValueError, match=r"no split 'nope'.*set calibrate\.live_split"):
+        calibrate(_params(root, model_dir, live_split="nope"))

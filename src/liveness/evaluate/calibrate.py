@@ -56,8 +56,11 @@ class _ShardFolder:
     def synthetic(self) -> bool:
         return bool(self.manifest["synthetic"].all())
 
-    def split(self, split: str) -> ShardDataset:
-        """The accepted crops of ``split``; their size must be the model's."""
+    def split(self, split: str, key: str) -> ShardDataset:
+        """The accepted crops of ``split`` (set by ``calibrate.<key>``); their size must be the model's."""
+        if split not in set(self.manifest["split"]):
+            raise ValueError(f"{self.folder / 'manifest.parquet'} has no split {split!r} (it has "
+                             f"{sorted(set(self.manifest['split']))}); set calibrate.{key} to one of them")
         dataset = ShardDataset(self.manifest, self.folder / "shards", split)
         if dataset.crop_size is not None and dataset.crop_size != self.image_size:
             raise ValueError(
@@ -67,7 +70,7 @@ class _ShardFolder:
         return dataset
 
     def rows(self, dataset: ShardDataset) -> pd.DataFrame:
-        """One row per item of ``dataset`` (from ``split``): where it comes from and what it is."""
+        """One row per item of ``dataset`` (a split of this folder): where it comes from and what it is."""
         paths = dict(zip(self.manifest["record_id"], self.manifest["path"], strict=True))
         return pd.DataFrame({
             "dataset": self.name, "split": dataset.split, "record_id": dataset.record_ids,
@@ -205,14 +208,14 @@ def calibrate(params: Params) -> dict[str, Any]:
     synthetic = live.synthetic and spoof.synthetic
 
     calibration = pd.concat([
-        _scored(generator, live, live.split(settings.live_split), runtime, settings.batch_size),
-        _scored(generator, spoof, spoof.split(settings.calib_split), runtime, settings.batch_size),
+        _scored(generator, live, live.split(settings.live_split, "live_split"), runtime, settings.batch_size),
+        _scored(generator, spoof, spoof.split(settings.calib_split, "calib_split"), runtime, settings.batch_size),
     ], ignore_index=True)
     threshold = freeze_threshold(calibration, settings)
     calibration_table = _calibration_table(calibration, settings)
 
     # The threshold is frozen: only now is the test split opened.
-    test_dataset = spoof.split(settings.test_split)
+    test_dataset = spoof.split(settings.test_split, "test_split")
     test = _scored(generator, spoof, test_dataset, runtime, settings.batch_size)
     expected = _attack_species(calibration)
     metrics = _json_safe({

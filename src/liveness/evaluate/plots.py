@@ -62,9 +62,9 @@ def score_points(scores: ArrayLike, species: ArrayLike) -> pd.DataFrame:
 
 
 def _png(figure: Figure) -> bytes:
-    """The figure as PNG bytes, without the metadata that would make identical plots differ."""
+    """The figure as PNG bytes, cropped to its content, without the metadata that would make identical plots differ."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
     return buffer.getvalue()
 
 
@@ -156,7 +156,7 @@ def decomposition_png(grid: np.ndarray, row_labels: Sequence[str], vmax: float, 
     """``decomposition_grid`` output with column titles, row labels and the shared colour scale of the maps."""
     rows = len(row_labels)
     size = grid.shape[0] // max(rows, 1)
-    figure = Figure(figsize=(6.5, 1.0 + 1.3 * rows), layout="constrained")  # about the grid's aspect
+    figure = Figure(figsize=(6.5, 1.2 + 1.2 * rows))
     axis = figure.subplots()
     axis.imshow(grid, interpolation="nearest")
     axis.set_xticks([size * (k + 0.5) for k in range(len(DECOMPOSITION_COLUMNS))], DECOMPOSITION_COLUMNS, fontsize=7)
@@ -165,5 +165,5 @@ def decomposition_png(grid: np.ndarray, row_labels: Sequence[str], vmax: float, 
     axis.tick_params(length=0)
     figure.colorbar(ScalarMappable(Normalize(0.0, vmax if vmax > 0 else 1.0), LATENT_COLORMAP), ax=axis,
                     fraction=0.04, label="|z_bg - z_bg'|, channel mean")
-    figure.suptitle(title, fontsize=9)
+    axis.set_title(title, fontsize=9, pad=18)  # above the column titles
     return _png(figure)
