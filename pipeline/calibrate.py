@@ -8,19 +8,30 @@ from __future__ import annotations
 
 import argparse
 
+import mlflow
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from liveness.config import load_params
 from liveness.evaluate.calibrate import calibrate
+from pipeline.tracking import stage_run
 
 HEADLINE = ("auc", "eer", "hter", "max_apcer", "bpcer", "bpcer20", "bpcer100")
 
 
 @flow(name="calibrate", log_prints=True)
 def calibrate_flow(params_path: str = "params.yaml") -> dict:
-    metrics = calibrate(load_params(params_path))
+    params = load_params(params_path)
+    metrics = calibrate(params)
     test = metrics.get("test", {})
+    sections = {"calibrate": params.calibrate.model_dump(mode="json"), "model": params.model.model_dump(mode="json")}
+    with stage_run("calibrate", sections, metrics.get("data", "real")):
+        mlflow.log_metrics({f"test_{name}": float(value) for name, value in test.items()
+                            if isinstance(value, (int, float)) and value == value})
+        mlflow.log_metric("threshold", float(metrics["threshold"]))
+        report_dir = params.calibrate.report_dir
+        mlflow.log_artifact(str(report_dir / "metrics.json"))
+        mlflow.log_artifacts(str(report_dir / "plots"), artifact_path="plots")
     rows = [{"metric": name, "value": test.get(name), "ci_low": test.get(f"{name}_ci_low"),
              "ci_high": test.get(f"{name}_ci_high")} for name in HEADLINE if name in test]
     create_table_artifact(key="calibration-test-metrics", table=rows,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import mlflow
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
@@ -16,6 +17,7 @@ from liveness.config import load_params
 from liveness.data.report import reason_counts
 from liveness.data.stage import LIVE_KIND, SPOOF_KIND, run_curation
 from pipeline.runners import prefect_mapper, task_runner_for
+from pipeline.tracking import stage_run
 
 REPORT_DIRS = {LIVE_KIND: Path("reports/curation"), SPOOF_KIND: Path("reports/spoof")}
 
@@ -39,7 +41,14 @@ def curation_flow(kind: str, params_path: str = "params.yaml", report_dir: str |
     create_table_artifact(key=f"{kind}-reject-reasons",
                           table=[{"reason": reason, "rows": int(count)} for reason, count in counts.items()]
                           or [{"reason": "(none)", "rows": 0}])
-    return {"rows": len(manifest), "accepted": int((manifest["reject_reason"] == "").sum())}
+    summary = {"rows": len(manifest), "accepted": int((manifest["reject_reason"] == "").sum())}
+    source = "synthetic" if bool(manifest["synthetic"].all()) else "real"
+    stage = "curate" if kind == LIVE_KIND else "prepare_spoof"
+    with stage_run(stage, {stage: section.model_dump(mode="json")}, source):
+        mlflow.log_metrics({"rows": summary["rows"], "accepted": summary["accepted"],
+                            **{f"rejected_{reason}": int(count) for reason, count in counts.items()}})
+        mlflow.log_artifacts(str(report), artifact_path=f"reports/{report.name}")
+    return summary
 
 
 def main(argv: list[str] | None = None) -> None:

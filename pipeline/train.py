@@ -10,12 +10,14 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
+import mlflow
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from liveness.config import load_params
 from liveness.train.stage import checkpoint_key, training_dataset
 from liveness.train.trainer import Trainer
+from pipeline.tracking import data_source, stage_run
 
 OUT_DIR = Path("runs/train")
 CHECKPOINTS = Path("runs/checkpoints")
@@ -27,7 +29,10 @@ def train_flow(params_path: str = "params.yaml", out_dir: str = str(OUT_DIR), pr
     dataset, description = training_dataset(params)
     print(f"data: {description}")
     checkpoint_dir = CHECKPOINTS / checkpoint_key(params, params.train.data)
-    result = Trainer(params, Path(out_dir), progress=progress, checkpoint_dir=checkpoint_dir).fit(dataset)
+    with stage_run("train", {}, data_source(params.train.data)) as run:  # the trainer logs params and losses
+        result = Trainer(params, Path(out_dir), progress=progress, checkpoint_dir=checkpoint_dir).fit(dataset)
+        mlflow.log_artifact(str(Path(out_dir) / "summary.json"))
+        print(f"MLflow run {run.info.run_id}")
     losses = "\n".join(f"| {name} | {value:.4f} |" for name, value in result.final_losses.items())
     create_markdown_artifact(
         key="train-summary",

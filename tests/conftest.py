@@ -17,10 +17,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(autouse=True)
 def _isolated_homes(tmp_path_factory, monkeypatch):
-    """No test reads or writes the user's torch cache or Prefect home."""
+    """No test reads or writes the user's torch cache, Prefect home or MLflow store."""
     home = tmp_path_factory.mktemp("homes")
     monkeypatch.setenv("TORCH_HOME", str(home / "torch"))
     monkeypatch.setenv("PREFECT_HOME", str(home / "prefect"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
 
 
 def tiny_params(**sections):

@@ -7,8 +7,7 @@ from tests.conftest import PROJECT_ROOT
 class TestLoadParams:
     def test_project_params_file_is_valid(self):
         params = load_params(PROJECT_ROOT / "params.yaml")
-        assert params.model.profile == "patent"
-        assert params.train.lr == pytest.approx(1e-4)
+        assert params.model.image_size == params.curate.crop.size == params.spoof.crop.size
         assert params.train.betas == (0.9, 0.999)
 
     def test_unknown_key_names_the_key(self, tmp_path):
@@ -58,5 +57,7 @@ class TestValidation:
             parse_params({"train": {"betas": betas}})
 
     def test_patent_training_defaults(self):
-        train = parse_params({}).train
+        params = parse_params({})
+        train = params.train
         assert (train.epochs, train.lr, train.betas) == (100, 1e-4, (0.9, 0.999))
+        assert (params.model.profile, params.model.image_size) == ("patent", 128)
