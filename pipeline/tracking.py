@@ -17,15 +17,11 @@ from pathlib import Path
 import mlflow
 import yaml
 
+from liveness.registry.store import tracking_uri, use_experiment
 from liveness.train.metrics_logger import flatten_params
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 EXPERIMENT = "liveness"
 PIPELINE_ID_VARIABLE = "LIVENESS_PIPELINE_ID"
-
-
-def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
 
 
 def pipeline_id() -> str:
@@ -47,23 +43,12 @@ def dvc_data_hashes(lock: Path = Path("dvc.lock")) -> dict[str, str]:
     return {f"data.{out['path']}": out.get("md5", "") for stage in stages.values() for out in stage.get("outs", [])}
 
 
-def use_experiment(name: str = EXPERIMENT) -> None:
-    """Point MLflow at the tracking store and experiment; with a local SQLite store, artifacts go beside it in
-    ``mlartifacts/`` (not ``./mlruns`` of whatever folder the process runs in)."""
-    uri = tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    if mlflow.get_experiment_by_name(name) is None and uri.startswith("sqlite:///"):
-        database = Path(uri.removeprefix("sqlite:///")).resolve()
-        mlflow.create_experiment(name, artifact_location=(database.parent / "mlartifacts").as_uri())
-    mlflow.set_experiment(name)
-
-
 @contextlib.contextmanager
 def stage_run(stage: str, params: dict, data_source: str) -> Iterator[mlflow.ActiveRun]:
     """An MLflow run for one stage with params, pipeline id, git commit, data source and dvc.lock hashes.
 
     Pass ``params={}`` when the stage logs its own params (the trainer does)."""
-    use_experiment()
+    use_experiment(EXPERIMENT, tracking_uri())
     tags = {"stage": stage, "pipeline_id": pipeline_id(), "git_commit": git_commit(), "data_source": data_source,
             **dvc_data_hashes()}
     with mlflow.start_run(run_name=stage, tags=tags) as run:

@@ -141,5 +141,141 @@ def identity_check(
         console.print(f"identity.backbone: {network.name}, {network.embedding_dim}-d {kind}, input {network.input_size} px")
 
 
+DEFAULT_MODEL = "models:/liveness@champion"
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
+
+
+def _registry_settings(params_path: Path):
+    """params.yaml's register section (defaults when the file is absent), with MLflow pointed at its store."""
+    import mlflow
+
+    from liveness.config import RegisterParams
+    from liveness.registry.store import tracking_uri
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    try:
+        settings = load_params(params_path).register if params_path.is_file() else RegisterParams()
+    except ConfigError as error:
+        _fail(str(error))
+    mlflow.set_tracking_uri(tracking_uri(settings.tracking_uri))
+    return settings
+
+
+@app.command()
+def promote(
+    name: Annotated[Optional[str], typer.Option(help="Registered model name; default register.model_name.")] = None,
+    gate: Annotated[str, typer.Option(help="Rules challenger-vs-champion on test metrics: METRIC<= (lower is better) or METRIC>=, comma-separated.")] = "bpcer100<=,auc>=",
+    params_path: Annotated[Path, typer.Option("--params", help="params.yaml whose register section names the model and tracking store.")] = Path("params.yaml"),
+) -> None:
+    """Move @champion to @challenger if the gate passes (the first challenger becomes champion). Exit 1 on refusal."""
+    from mlflow import MlflowClient
+    from rich.table import Table
+
+    from liveness.registry.promote import promote as run_promotion
+
+    settings = _registry_settings(params_path)
+    model = name or settings.model_name
+    try:
+        decision = run_promotion(MlflowClient(), model, gate)
+    except ValueError as error:
+        _fail(str(error))
+    table = Table(title=f"{model}: challenger v{decision.challenger} vs champion v{decision.champion_before or '-'}")
+    for column in ("metric", "rule", "challenger", "champion", "pass"):
+        table.add_column(column)
+    for row in decision.comparisons:
+        table.add_row(row.rule.metric, f"challenger {row.rule.op} champion", f"{row.challenger:.6g}",
+                      "-" if decision.champion_before is None else f"{row.champion:.6g}",
+                      "[green]yes[/]" if row.passed else "[red]no[/]")
+    if decision.comparisons:
+        console.print(table)
+    if not decision.promoted:
+        _fail(f"promotion refused: {decision.reason}", code=1)
+    console.print(f"[bold green]promoted[/] {model} v{decision.challenger} to @champion ({decision.reason})")
+
+
+def _predict_inputs(paths: list[Path], frames: int) -> list[tuple[str, int | None, bytes | None, str]]:
+    """(path, frame, encoded image or None, failure reason) per image file or sampled video frame."""
+    import cv2
+
+    from liveness.data.video import VideoError, sample_frames
+
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+        else:
+            files.append(path)
+    items: list[tuple[str, int | None, bytes | None, str]] = []
+    for path in files:
+        if not path.exists():
+            items.append((str(path), None, None, "missing_file"))
+        elif path.suffix.lower() in VIDEO_SUFFIXES:
+            try:
+                for index, rgb in sample_frames(path, frames):
+                    items.append((str(path), index, cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes(), ""))
+            except VideoError as error:
+                items.append((str(path), None, None, error.reason))
+        else:
+            try:
+                items.append((str(path), None, path.read_bytes(), ""))
+            except OSError:
+                items.append((str(path), None, None, "unreadable"))
+    return items
+
+
+def _json_value(value: object) -> object:
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+@app.command()
+def predict(
+    paths: Annotated[list[Path], typer.Argument(help="Images, folders (searched recursively) and videos.")],
+    model: Annotated[str, typer.Option(help="models:/<name>@<alias>, models:/<name>/<version>, or a local pyfunc model folder.")] = DEFAULT_MODEL,
+    frames: Annotated[int, typer.Option(min=1, help="Frames sampled evenly from each video.")] = 5,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = 16,
+    params_path: Annotated[Path, typer.Option("--params", help="params.yaml whose register section names the tracking store.")] = Path("params.yaml"),
+) -> None:
+    """Score images and videos with a registered model; one JSON line per image or frame on stdout.
+
+    Exits 1 when any input failed (unreadable, rejected by the decoder, several faces), naming its reason.
+    """
+    import json
+
+    import mlflow
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    _registry_settings(params_path)
+    try:
+        loaded = mlflow.pyfunc.load_model(model)
+    except (MlflowException, OSError) as error:
+        _fail(f"cannot load model {model}: {error}. Register one (`python -m pipeline.register`, "
+              "`liveness promote`) or pass --model")
+    items = _predict_inputs(paths, frames)
+    if not items:
+        _fail(f"no image or video found under {', '.join(map(str, paths))}")
+    failures = 0
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        readable = [item for item in chunk if item[2] is not None]
+        outputs = iter(loaded.predict(pd.DataFrame({"image": [item[2] for item in readable]})).to_dict("records")
+                       if readable else [])
+        for path, frame, data, reason in chunk:
+            row = next(outputs) if data is not None else {"face_found": False, "box": None, "score": None,
+                                                          "threshold": None, "label": "rejected", "reason": reason}
+            row = {"path": path, "frame": frame, **{key: _json_value(value) for key, value in row.items()}}
+            print(json.dumps(row), flush=True)
+            if row["label"] == "rejected":
+                failures += 1
+                console.print(f"[red]failed:[/] {path}{'' if frame is None else f' frame {frame}'}: {row['reason']}")
+    if failures:
+        _fail(f"{failures} of {len(items)} inputs failed", code=1)
+
+
 if __name__ == "__main__":
     app()

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import warnings
+
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -216,6 +218,21 @@ class CalibrateParams(_Section):
     report_dir: Path = Field(Path("reports"), description="Where metrics.json, scores.csv and plots/ are written.")
 
 
+class RegisterParams(_Section):
+    """The register stage: log the calibrated model to MLflow and register it under ``alias``."""
+
+    model_name: str = Field("liveness", description="Registered model name.")
+    tracking_uri: str | None = Field(None, description="None: env MLFLOW_TRACKING_URI, else sqlite:///mlflow.db.")
+    experiment: str = Field("liveness", description="MLflow experiment of the registration runs.")
+    alias: str = Field("challenger", description="Alias set on the registered version; promote moves @champion.")
+    model_dir: Path = Field(Path("runs/train"), description="Training output folder holding generator.pt.")
+    metrics: Path = Field(Path("reports/metrics.json"), description="The calibrate stage's metrics (threshold, test).")
+
+
+# ``register`` is the stage's name; it shadows ABCMeta.register only on the class, never on instances.
+warnings.filterwarnings("ignore", message='Field name "register" in "Params" shadows', category=UserWarning)
+
+
 class Params(_Section):
     base: BaseParams = BaseParams()
     demo: DemoParams = DemoParams()
@@ -226,6 +243,7 @@ class Params(_Section):
     loss: LossParams = LossParams()
     train: TrainParams = TrainParams()
     calibrate: CalibrateParams = CalibrateParams()
+    register: RegisterParams = RegisterParams()
 
 
 def _format_errors(error: ValidationError, source: str) -> str:

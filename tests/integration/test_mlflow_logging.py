@@ -15,6 +15,7 @@ def mlflow_sqlite(tmp_path, monkeypatch):
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("trainer-logging")  # forget an experiment another test made active in another store
     yield mlflow
     while mlflow.active_run() is not None:
         mlflow.end_run()

@@ -1,0 +1,152 @@
+"""Images in, liveness decisions out: detect, align and crop as curation does, then score with the generator.
+
+Plain Python (no MLflow), so the pyfunc model and a future REST service share one code path. A model bundle
+is a folder with ``generator.pt`` (weights only) and ``config.json`` (``write_config`` writes it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from liveness.config import CropParams, DetectionParams, ModelParams
+from liveness.data.decode import ImageRejected, decode_bytes
+from liveness.data.faces import FaceDetector, align_and_crop, choose_face
+from liveness.evaluate.scoring import GENERATOR_WEIGHTS, SCORE_NAMES, load_generator
+from liveness.io import atomic_write_json
+from liveness.model.score import score_components
+
+CONFIG_FILE = "config.json"
+Label = Literal["live", "spoof", "no_face", "rejected"]
+
+
+@dataclass(frozen=True)
+class BundleConfig:
+    """Everything besides the weights that decides a prediction; stored as ``config.json``."""
+
+    model: ModelParams
+    crop: CropParams
+    detection: DetectionParams
+    threshold: float
+    score: str
+    data: Literal["synthetic", "real"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model.model_dump(mode="json"), "crop": self.crop.model_dump(mode="json"),
+                "detection": self.detection.model_dump(mode="json"), "threshold": self.threshold,
+                "score": self.score, "data": self.data}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any], source: str = CONFIG_FILE) -> "BundleConfig":
+        try:
+            config = cls(ModelParams(**raw["model"]), CropParams(**raw["crop"]), DetectionParams(**raw["detection"]),
+                         float(raw["threshold"]), str(raw["score"]), raw["data"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{source} is not a valid model config ({error}); re-register the model") from None
+        if config.score not in SCORE_NAMES:
+            raise ValueError(f"{source}: score {config.score!r} is not one of {SCORE_NAMES}; re-register the model")
+        if config.crop.size != config.model.image_size:
+            raise ValueError(f"{source}: crop size {config.crop.size} differs from model.image_size "
+                             f"{config.model.image_size}; set curate.crop.size to the size the model was trained on")
+        if not math.isfinite(config.threshold):
+            raise ValueError(f"{source}: threshold is {config.threshold}; calibrate before registering")
+        return config
+
+
+def write_config(folder: Path, config: BundleConfig) -> Path:
+    """Write ``folder/config.json`` (sorted keys, so equal configs hash equal)."""
+    path = Path(folder) / CONFIG_FILE
+    atomic_write_json(path, config.to_json())
+    return path
+
+
+@dataclass(frozen=True)
+class Prediction:
+    face_found: bool
+    box: list[float] | None  # x1, y1, x2, y2 in source pixels
+    score: float  # NaN when no face was scored
+    threshold: float
+    label: Label
+    reason: str  # decode rejection reason or multiple_faces; "" otherwise
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _device(setting: str) -> str:
+    return "cuda" if setting == "auto" and torch.cuda.is_available() else ("cpu" if setting == "auto" else setting)
+
+
+class Predictor:
+    """A loaded model bundle. ``predict`` takes encoded image bytes or RGB uint8 HxWx3 arrays."""
+
+    def __init__(self, folder: Path) -> None:
+        folder = Path(folder)
+        config_path = folder / CONFIG_FILE
+        if not config_path.is_file():
+            raise FileNotFoundError(f"model config {config_path} not found; the bundle needs {GENERATOR_WEIGHTS} "
+                                    f"and {CONFIG_FILE} (written at registration)")
+        self.config = BundleConfig.from_json(json.loads(config_path.read_text()), str(config_path))
+        self.device = torch.device(_device(self.config.detection.device))
+        self.generator = load_generator(folder, self.config.model).to(self.device).eval()
+        detection = self.config.detection
+        self.detector = FaceDetector(str(self.device), detection.min_face_size, detection.max_side)
+
+    @property
+    def threshold(self) -> float:
+        return self.config.threshold
+
+    def predict(self, images: list[bytes | np.ndarray]) -> list[Prediction]:
+        """One Prediction per input, in order; bad inputs become ``rejected`` rows, never exceptions."""
+        results: list[Prediction | None] = [None] * len(images)
+        decoded: dict[int, np.ndarray] = {}
+        for position, item in enumerate(images):
+            try:
+                decoded[position] = _as_rgb(item, f"input {position}")
+            except ImageRejected as error:
+                results[position] = self._row(False, None, math.nan, "rejected", error.reason)
+        positions = list(decoded)
+        faces = self.detector.detect_batch([decoded[p] for p in positions])
+        crops, scored = [], []
+        detection, crop = self.config.detection, self.config.crop
+        for position, found in zip(positions, faces, strict=True):
+            face, problem = choose_face(found, detection.multi_face, detection.dominance)
+            if face is None:
+                label: Label = "no_face" if problem == "no_face" else "rejected"
+                results[position] = self._row(False, None, math.nan, label, "" if label == "no_face" else problem)
+                continue
+            crops.append(align_and_crop(decoded[position], face, crop.size, crop.context).image)
+            scored.append((position, face))
+        for (position, face), score in zip(scored, self._scores(crops), strict=True):
+            label = "spoof" if score > self.threshold else "live"  # metrics.py: attack iff score > threshold
+            results[position] = self._row(True, [float(v) for v in face.box], score, label, "")
+        return [result for result in results if result is not None]
+
+    def _row(self, found: bool, box: list[float] | None, score: float, label: Label, reason: str) -> Prediction:
+        return Prediction(found, box, float(score), self.threshold, label, reason)
+
+    @torch.no_grad()
+    def _scores(self, crops: list[np.ndarray]) -> list[float]:
+        """The configured score component of each uint8 crop (per sample: batching does not change it)."""
+        if not crops:
+            return []
+        batch = torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        output = self.generator(batch, with_clear_face=False)
+        return score_components(batch, output)[self.config.score].float().cpu().tolist()
+
+
+def _as_rgb(item: bytes | np.ndarray, source: str) -> np.ndarray:
+    """Decode bytes (ImageRejected says why not) or check an RGB uint8 HxWx3 array."""
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return decode_bytes(bytes(item), source=source)
+    if isinstance(item, np.ndarray) and item.dtype == np.uint8 and item.ndim == 3 and item.shape[2] == 3:
+        return np.ascontiguousarray(item)
+    kind = f"array {item.dtype} {item.shape}" if isinstance(item, np.ndarray) else type(item).__name__
+    raise ImageRejected("unsupported_mode", f"{source}: rejected (unsupported_mode): {kind}; pass encoded image "
+                                            "bytes or an RGB uint8 HxWx3 array")

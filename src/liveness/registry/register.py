@@ -1,0 +1,204 @@
+"""The register stage: log the calibrated generator as an MLflow pyfunc model, register it, alias it.
+
+Registration is idempotent on content: the version carries a ``content_hash`` tag (sha256 of generator.pt
+and config.json), and registering the same content again reuses that version instead of adding one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from liveness.config import Params, RegisterParams
+from liveness.evaluate.scoring import GENERATOR_WEIGHTS
+from liveness.io import atomic_write_json
+from liveness.registry import pyfunc_model
+from liveness.registry.predictor import CONFIG_FILE, BundleConfig, write_config
+from liveness.registry.store import tracking_uri, use_experiment
+
+CONTENT_HASH_TAG = "content_hash"
+CARD_METRICS = ("auc", "eer", "hter", "max_apcer", "bpcer", "bpcer20", "bpcer100", "acer_non_iso")
+REQUIREMENTS = ("mlflow", "torch", "facenet-pytorch", "opencv-python-headless", "pillow", "pandas", "numpy",
+                "pydantic", "pyyaml")
+
+
+@dataclass(frozen=True)
+class Registration:
+    name: str
+    version: str
+    run_id: str
+    alias: str
+    content_hash: str
+    reused: bool  # True when an existing version with the same content was aliased instead
+
+
+def content_hash(bundle: Path) -> str:
+    digest = hashlib.sha256()
+    for name in (GENERATOR_WEIGHTS, CONFIG_FILE):
+        digest.update((Path(bundle) / name).read_bytes())
+    return digest.hexdigest()
+
+
+def flat_numeric(mapping: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Nested numbers as ``a/b`` keys; None, NaN, booleans and strings are left out."""
+    flat: dict[str, float] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat |= flat_numeric(value, f"{name}/")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            flat[name] = float(value)
+    return flat
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"calibration metrics {path} not found; run the calibrate stage first "
+                                f"(`python -m pipeline.calibrate`) or set register.metrics")
+    metrics = json.loads(Path(path).read_text())
+    missing = [key for key in ("threshold", "score", "data", "test") if metrics.get(key) is None]
+    if missing:
+        raise ValueError(f"{path} lacks {missing}; re-run the calibrate stage")
+    return metrics
+
+
+def model_card(name: str, metrics: dict[str, Any], config: BundleConfig, digest: str) -> str:
+    """Markdown: data source, test metrics at the frozen threshold, and known limits."""
+    synthetic = config.data == "synthetic"
+    test = metrics["test"]
+    rows = [f"| {m} | {_fmt(test.get(m))} | {_fmt(test.get(f'{m}_ci_low'))} – {_fmt(test.get(f'{m}_ci_high'))} |"
+            for m in CARD_METRICS if m in test]
+    limits = ["One-class model trained on live faces only; attack species unseen in calibration may be missed.",
+              f"Threshold {config.threshold:.6g} on score `{config.score}` was frozen on the calibration split "
+              f"(policy {metrics.get('policy')}, target {metrics.get('target')}); re-calibrate for new cameras.",
+              f"Input crops are {config.crop.size} px with context {config.crop.context}; a face must be detected."]
+    if synthetic:
+        limits.insert(0, "**SYNTHETIC**: trained and evaluated on procedurally generated faces and simulated "
+                         "attacks. These figures say nothing about real-world performance.")
+    title = f"# Model card: {name}" + (" (SYNTHETIC data)" if synthetic else "")
+    return "\n".join([
+        title, "", f"- data: {config.data}", f"- score: `{config.score}`, threshold {config.threshold:.6g}",
+        f"- model: profile {config.model.profile}, {config.model.image_size} px", f"- content hash: `{digest}`", "",
+        "## Test metrics (ISO/IEC 30107-3; ACER is not ISO)", "", "| metric | value | 95% CI |", "|---|---|---|",
+        *rows, "", "## Known limits", "", *(f"- {limit}" for limit in limits), "",
+    ])
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def _git_commit() -> str | None:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def _requirements() -> list[str]:
+    """Pinned installed versions: also spares MLflow its slow requirement inference (it imports the model)."""
+    pins = []
+    for name in REQUIREMENTS:
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return pins
+
+
+def _signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, DataType, Schema
+    from mlflow.types.schema import Array
+
+    inputs = Schema([ColSpec(DataType.binary, pyfunc_model.INPUT_COLUMN)])
+    outputs = Schema([ColSpec(DataType.boolean, "face_found"), ColSpec(Array(DataType.double), "box", required=False),
+                      ColSpec(DataType.double, "score"), ColSpec(DataType.double, "threshold"),
+                      ColSpec(DataType.string, "label"), ColSpec(DataType.string, "reason")])
+    return ModelSignature(inputs, outputs)
+
+
+def _input_example() -> pd.DataFrame:
+    import cv2
+
+    ok, png = cv2.imencode(".png", np.full((32, 32, 3), 128, np.uint8))
+    return pd.DataFrame({pyfunc_model.INPUT_COLUMN: [png.tobytes()]})
+
+
+def _existing_version(client, name: str, digest: str):
+    """The registered version of ``name`` whose content hash is ``digest``, or None."""
+    for version in client.search_model_versions(f"name='{name}'"):
+        if version.tags.get(CONTENT_HASH_TAG) == digest:
+            return version
+    return None
+
+
+def _log_and_register(settings: RegisterParams, bundle: Path, config: BundleConfig, metrics: dict[str, Any],
+                      digest: str) -> tuple[str, str]:
+    """A new MLflow run with params, test metrics, tags, model card and the pyfunc model; (version, run_id)."""
+    import mlflow
+
+    use_experiment(settings.experiment, mlflow.get_tracking_uri())
+    tags = {"data": config.data, CONTENT_HASH_TAG: digest, "stage": "register"}
+    if commit := _git_commit():
+        tags["git_commit"] = commit
+    with mlflow.start_run(run_name=f"register-{digest[:8]}", tags=tags) as run:
+        params = flat_numeric({"threshold": config.threshold}) | {
+            "score": config.score, "policy": metrics.get("policy"), "target": metrics.get("target"), "data": config.data,
+            **{f"model.{k}": v for k, v in config.model.model_dump(mode="json").items()},
+            **{f"crop.{k}": v for k, v in config.crop.model_dump(mode="json").items()},
+            **{f"detection.{k}": v for k, v in config.detection.model_dump(mode="json").items()}}
+        mlflow.log_params(params)
+        mlflow.log_metrics(flat_numeric(metrics["test"]))
+        mlflow.log_text(model_card(settings.model_name, metrics, config, digest), "model_card.md")
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=pyfunc_model.__file__, artifacts={pyfunc_model.BUNDLE: str(bundle)},
+            signature=_signature(), input_example=_input_example(), pip_requirements=_requirements(),
+            registered_model_name=settings.model_name)
+    return str(info.registered_model_version), run.info.run_id
+
+
+def register(params: Params) -> Registration:
+    """Register ``register.model_dir`` with the calibrate stage's threshold; write reports/registered.json."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    settings = params.register
+    metrics = read_metrics(settings.metrics)
+    weights = Path(settings.model_dir) / GENERATOR_WEIGHTS
+    if not weights.is_file():
+        raise FileNotFoundError(f"generator weights {weights} not found; train first or set register.model_dir")
+    config = BundleConfig(params.model, params.curate.crop, params.curate.detection, float(metrics["threshold"]),
+                          metrics["score"], metrics["data"])
+    uri = tracking_uri(settings.tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    with tempfile.TemporaryDirectory(prefix="liveness-bundle-") as staging:
+        bundle = Path(staging) / pyfunc_model.BUNDLE
+        bundle.mkdir()
+        shutil.copyfile(weights, bundle / GENERATOR_WEIGHTS)
+        write_config(bundle, config)
+        digest = content_hash(bundle)
+        existing = _existing_version(client, settings.model_name, digest)
+        if existing is not None:
+            version, run_id = str(existing.version), existing.run_id
+        else:
+            version, run_id = _log_and_register(settings, bundle, config, metrics, digest)
+            client.set_model_version_tag(settings.model_name, version, CONTENT_HASH_TAG, digest)
+            client.set_model_version_tag(settings.model_name, version, "data", config.data)
+    client.set_registered_model_alias(settings.model_name, settings.alias, version)
+    registration = Registration(settings.model_name, version, run_id, settings.alias, digest, existing is not None)
+    atomic_write_json(Path(settings.metrics).parent / "registered.json", asdict(registration))
+    return registration

@@ -1,0 +1,113 @@
+"""Register, promote and predict against a throwaway SQLite MLflow store, with a tiny random generator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from liveness.registry.promote import promote
+from liveness.registry.register import register
+from tests.conftest import tiny_params
+from tests.unit.registry.test_predictor import astronaut, make_model_dir, png_bytes
+
+TEST_METRICS = {"auc": 0.9, "bpcer100": 0.2, "eer": 0.1, "auc_ci_low": 0.8, "auc_ci_high": 0.95, "apcer/print": 0.05,
+                "hter": None}
+
+
+def write_metrics(path: Path, **test: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"threshold": 0.5, "score": "latent_bg", "data": "synthetic", "policy": "eer",
+                                "target": None, "test": TEST_METRICS | test}))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A project folder (cwd, so MLflow's artifacts land in it too) with a tiny model and an SQLite store.
+
+    The store is named in the params, not the environment: conftest points MLFLOW_TRACKING_URI at a per-test
+    database, and these tests share one store."""
+    root = tmp_path_factory.mktemp("project")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    patch = pytest.MonkeyPatch()
+    patch.chdir(root)
+    make_model_dir(root / "runs/train")
+    write_metrics(root / "reports/metrics.json")
+    params = tiny_params(curate={"crop": {"size": 32}, "detection": {"device": "cpu"}},
+                         register={"tracking_uri": uri, "model_dir": str(root / "runs/train"), "metrics": str(root / "reports/metrics.json")})
+    first = register(params)
+    again = register(params)
+    first_promotion = promote(MlflowClient(uri), "liveness")
+    yield {"root": root, "uri": uri, "params": params, "first": first, "again": again, "promotion": first_promotion}
+    patch.undo()
+
+
+def test_register_creates_version_one_with_challenger_alias(store):
+    client = MlflowClient(store["uri"])
+    assert store["first"].version == "1" and not store["first"].reused
+    version = client.get_model_version_by_alias("liveness", "challenger")
+    assert str(version.version) == "1" and version.tags["data"] == "synthetic"
+    run = client.get_run(version.run_id)
+    assert run.data.metrics["auc"] == 0.9 and "hter" not in run.data.metrics
+    assert run.data.tags["content_hash"] == store["first"].content_hash
+    card = Path(client.download_artifacts(version.run_id, "model_card.md", str(store["root"]))).read_text()
+    assert "SYNTHETIC" in card
+    registered = json.loads((store["root"] / "reports/registered.json").read_text())
+    assert (registered["name"], registered["version"], registered["run_id"]) == ("liveness", "1", version.run_id)
+
+
+def test_registering_the_same_content_reuses_the_version(store):
+    assert store["again"].version == "1" and store["again"].reused
+    assert len(MlflowClient(store["uri"]).search_model_versions("name='liveness'")) == 1
+
+
+def test_first_challenger_becomes_champion(store):
+    assert store["promotion"].promoted, store["promotion"].reason
+    version = MlflowClient(store["uri"]).get_model_version_by_alias("liveness", "champion")
+    assert str(version.version) == "1" and version.tags["promotion.decision"] == "promoted"
+
+
+def test_champion_loads_and_predicts_in_a_fresh_process(store):
+    code = ("import mlflow, pandas as pd, sys; m = mlflow.pyfunc.load_model('models:/liveness@champion'); "
+            "out = m.predict(pd.DataFrame({'image': [open(sys.argv[1], 'rb').read()]})); "
+            "print(out.loc[0, 'label'], out.loc[0, 'face_found'])")
+    image = store["root"] / "astronaut.png"
+    image.write_bytes(png_bytes(astronaut()))
+    env = os.environ | {"MLFLOW_TRACKING_URI": store["uri"], "MLFLOW_DISABLE_TELEMETRY": "true"}
+    result = subprocess.run([sys.executable, "-c", code, str(image)], capture_output=True, text=True, env=env,
+                            cwd=store["root"], timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    label, found = result.stdout.split()[-2:]
+    assert label in {"live", "spoof"} and found == "True"
+
+
+def test_predict_cli_reports_the_broken_file(store):
+    folder = store["root"] / "inputs"
+    (folder / "nested").mkdir(parents=True)
+    (folder / "face.png").write_bytes(png_bytes(astronaut()))
+    (folder / "nested/broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    env = os.environ | {"MLFLOW_TRACKING_URI": store["uri"], "MLFLOW_DISABLE_TELEMETRY": "true"}
+    result = subprocess.run([sys.executable, "-m", "liveness", "predict", str(folder), "--params", "absent.yaml"],
+                            capture_output=True, text=True, env=env, cwd=store["root"], timeout=120)
+    assert result.returncode == 1, result.stderr[-2000:]
+    rows = {Path(row["path"]).name: row for row in map(json.loads, result.stdout.splitlines())}
+    assert rows["face.png"]["face_found"] and rows["face.png"]["label"] in {"live", "spoof"}
+    assert rows["broken.jpg"]["label"] == "rejected" and rows["broken.jpg"]["reason"] == "truncated"
+    assert "broken.jpg" in result.stderr and "truncated" in result.stderr
+
+
+def test_worse_challenger_is_refused_and_champion_kept(store):
+    """Runs last: it registers a second version."""
+    root, client = store["root"], MlflowClient(store["uri"])
+    make_model_dir(root / "runs/train", seed=1)
+    write_metrics(root / "reports/metrics.json", bpcer100=0.5)
+    assert register(store["params"]).version == "2"
+    decision = promote(client, "liveness")
+    assert not decision.promoted and "bpcer100" in decision.reason
+    assert str(client.get_model_version_by_alias("liveness", "champion").version) == "1"
+    assert client.get_model_version("liveness", "2").tags["promotion.decision"] == "refused"

@@ -1,0 +1,86 @@
+"""The plain-Python predictor: detection, crop and score on a tiny random generator."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from liveness.config import CropParams, DetectionParams, ModelParams
+from liveness.model.factory import build_generator
+from liveness.registry.predictor import BundleConfig, Predictor, write_config
+
+TINY = ModelParams(profile="tiny", image_size=32)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def astronaut() -> np.ndarray:
+    from skimage.data import astronaut as load
+
+    return load()
+
+
+def make_model_dir(folder: Path, threshold: float = 0.5, seed: int = 0) -> Path:
+    """A training output folder with a random tiny ``generator.pt``, plus the bundle's ``config.json``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    torch.save(build_generator(TINY).state_dict(), folder / "generator.pt")
+    config = BundleConfig(TINY, CropParams(size=32), DetectionParams(device="cpu"), threshold, "latent_bg", "synthetic")
+    write_config(folder, config)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory) -> Predictor:
+    return Predictor(make_model_dir(tmp_path_factory.mktemp("bundle")))
+
+
+def test_face_photo_is_scored_and_labelled_by_threshold(predictor):
+    (result,) = predictor.predict([png_bytes(astronaut())])
+    assert result.face_found and len(result.box) == 4 and result.reason == ""
+    assert math.isfinite(result.score) and result.threshold == 0.5
+    assert result.label == ("spoof" if result.score > result.threshold else "live")
+
+
+def test_array_input_matches_bytes_input(predictor):
+    from_bytes, from_array = predictor.predict([png_bytes(astronaut()), astronaut()])
+    assert from_bytes.score == pytest.approx(from_array.score)
+
+
+def test_blank_image_has_no_face(predictor):
+    (result,) = predictor.predict([png_bytes(np.full((96, 96, 3), 128, np.uint8))])
+    assert (result.face_found, result.box, result.label, result.reason) == (False, None, "no_face", "")
+    assert math.isnan(result.score)
+
+
+def test_bad_bytes_are_rejected_with_reason(predictor):
+    empty, garbage = predictor.predict([b"", b"this is not an image at all"])
+    assert (empty.label, empty.reason) == ("rejected", "empty_file")
+    assert (garbage.label, garbage.reason) == ("rejected", "not_an_image")
+
+
+def test_score_alone_equals_score_in_batch(predictor):
+    face = astronaut()
+    alone = predictor.predict([png_bytes(face)])[0].score
+    batch = predictor.predict([png_bytes(face[:, ::-1].copy()), b"", png_bytes(face), png_bytes(face[::2, ::2].copy())])
+    assert batch[2].score == pytest.approx(alone, rel=1e-5, abs=1e-7)
+
+
+def test_config_mismatch_names_the_fix(tmp_path):
+    folder = make_model_dir(tmp_path)
+    raw = json.loads((folder / "config.json").read_text())
+    raw["crop"]["size"] = 64
+    (folder / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="curate.crop.size"):
+        Predictor(folder)
