@@ -28,15 +28,18 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest tests -m "not slow"
 
-# The main job on the SYNTHETIC default data: `dvc repro` runs demo_data, curate, prepare_spoof, train and
-# calibrate, each a Prefect flow (see README). The stage commands call `python`, so the venv comes first.
+# The main job on the SYNTHETIC default data: `dvc repro` runs demo_data, curate, prepare_spoof, train,
+# calibrate and register, each a Prefect flow (see README); then `liveness promote` moves @champion. The stage commands call `python`, so the venv comes first.
 demo: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
+	$(VENV)/bin/liveness promote || echo "(promotion refused: the table above says why)"
 	@echo
 	@echo "SYNTHETIC demo done. Look at:"
 	@echo "  reports/metrics.json, reports/plots/*.png   calibration and ISO/IEC 30107-3 test metrics"
 	@echo "  reports/curation/summary.md, reports/spoof/summary.md   curation reports"
 	@echo "  $(VENV)/bin/dvc metrics show ; $(VENV)/bin/dvc plots show   (HTML needs internet for its scripts; PNGs are offline)"
+	@echo "  $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db   runs of every stage, the registry"
+	@echo "  $(VENV)/bin/liveness predict data/raw/demo/celeba/img_align_celeba/000001.jpg   score with @champion"
 
 bench: setup
 	$(PY) bench/train_throughput.py --device auto
