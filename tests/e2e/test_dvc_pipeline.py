@@ -58,8 +58,10 @@ def _dvc(project: Path, *arguments: str) -> subprocess.CompletedProcess:
 def test_dvc_repro_runs_caches_and_reruns_only_what_changed(tmp_path):
     project = _project_copy(tmp_path / "project")
     first = _dvc(project, "repro")
-    for stage in ("demo_data", "curate", "prepare_spoof", "train", "calibrate"):
+    for stage in ("demo_data", "curate", "prepare_spoof", "train", "calibrate", "register"):
         assert f"Running stage '{stage}'" in first.stdout
+    registered = json.loads((project / "reports" / "registered.json").read_text())
+    assert registered["version"] == "1"
     metrics = json.loads((project / "reports" / "metrics.json").read_text())
     assert metrics["data"] == "synthetic" and metrics["score"] == "latent_bg"
     assert (project / "reports" / "plots" / "roc.png").is_file()
@@ -76,6 +78,11 @@ def test_dvc_repro_runs_caches_and_reruns_only_what_changed(tmp_path):
     third = _dvc(project, "repro")
     assert "Running stage 'calibrate'" in third.stdout
     assert "Running stage 'train'" not in third.stdout and "Running stage 'curate'" not in third.stdout
+
+    flow = subprocess.run([sys.executable, "-m", "pipeline.flow"], cwd=project, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "PREFECT_HOME": str(project / ".prefect")})
+    assert flow.returncode == 0, flow.stderr[-3000:]
+    assert "ran nothing" in flow.stdout  # the whole-pipeline flow wraps dvc repro, which is up to date
 
     shown = _dvc(project, "metrics", "show", "--json")
     assert "reports/metrics.json" in shown.stdout

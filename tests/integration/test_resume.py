@@ -166,3 +166,19 @@ class TestAugmentedResume:
         smoke_dataset.set_epoch = seen.append
         Trainer(PARAMS, tmp_path).fit(smoke_dataset)
         assert seen == [0, 1]
+
+
+class TestWipedOutputs:
+    def test_finished_run_rebuilds_its_outputs_from_the_checkpoint_folder(self, tmp_path, smoke_dataset):
+        """dvc repro deletes a stage's outputs before rerunning it; checkpoints kept elsewhere restore them."""
+        import shutil
+
+        checkpoints = tmp_path / "checkpoints"
+        Trainer(PARAMS, tmp_path / "out", checkpoint_dir=checkpoints).fit(smoke_dataset)
+        log = (tmp_path / "out" / "metrics.jsonl").read_text()
+        shutil.rmtree(tmp_path / "out")
+        result = Trainer(PARAMS, tmp_path / "out", checkpoint_dir=checkpoints).fit(smoke_dataset)
+        assert result.resumed_from_step == 12
+        assert (tmp_path / "out" / "metrics.jsonl").read_text() == log
+        for name in ("generator.pt", "summary.json", "train_metrics.json"):
+            assert (tmp_path / "out" / name).is_file()

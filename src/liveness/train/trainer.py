@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from liveness.config import Params
-from liveness.io import atomic_write_json
+from liveness.io import atomic_write_bytes, atomic_write_json
 from liveness.model.factory import build_discriminator, build_generator
 from liveness.model.identity import IdentityNetwork, build_identity_network
 from liveness.model.losses import LossWeights
@@ -42,6 +42,7 @@ from liveness.train.step import TrainingStep
 
 CHECKPOINT_NAME = "last.pt"
 GENERATOR_WEIGHTS = "generator.pt"
+METRICS_LOG = "metrics.jsonl"
 
 
 class TrainingDataError(ValueError):
@@ -213,6 +214,7 @@ class Trainer:
             restore_rng_state(payload["rng"])
             self.state = TrainState(payload["epoch"], payload["step"], payload["batch_in_epoch"])
             resumed_from = self.state.step
+            self._restore_metrics_log(context)
         else:
             self.state = TrainState()
 
@@ -269,6 +271,8 @@ class Trainer:
                     "batch_in_epoch": self.state.batch_in_epoch,
                     "params": params.model_dump(mode="json"),
                 }, self.checkpoint_path)
+                if self.metrics_path.is_file():  # the log travels with the checkpoint it describes
+                    atomic_write_bytes(self.checkpoint_dir / METRICS_LOG, self.metrics_path.read_bytes())
             barrier(context)
 
         last_losses: dict[str, float] = {}
@@ -326,11 +330,11 @@ class Trainer:
                 scheduler_d.step()
                 self.state.epoch += 1
                 self.state.batch_in_epoch = 0
-                save_checkpoint()
                 if logger is not None and counted:
                     epoch_metrics = {f"epoch_{name}": total / counted for name, total in sums.items()}
                     epoch_metrics["lr"] = optimizer_g.param_groups[0]["lr"]
                     logger.log_metrics({**epoch_metrics, "epoch": float(self.state.epoch)}, self.state.step)
+                save_checkpoint()
 
         result = TrainingResult(
             out_dir=str(self.out_dir),
@@ -364,6 +368,16 @@ class Trainer:
             stacked /= context.world_size
         return dict(zip(names, stacked.tolist()))
 
+    @property
+    def metrics_path(self) -> Path:
+        return self.out_dir / METRICS_LOG
+
+    def _restore_metrics_log(self, context: DistributedContext) -> None:
+        """An output folder wiped between runs (``dvc repro`` does that) gets the log back from the checkpoint."""
+        saved = self.checkpoint_dir / METRICS_LOG
+        if context.is_main and not self.metrics_path.exists() and saved.is_file():
+            atomic_write_bytes(self.metrics_path, saved.read_bytes())
+
     def _check_compatible(self, payload: dict[str, Any]) -> None:
         saved = payload["params"]
         current = self.params.model_dump(mode="json")
@@ -386,7 +400,7 @@ class Trainer:
     def _make_logger(self, context: DistributedContext) -> MetricsLogger | None:
         if not context.is_main:
             return None
-        loggers: list[MetricsLogger] = [JsonlMetricsLogger(self.out_dir / "metrics.jsonl")]
+        loggers: list[MetricsLogger] = [JsonlMetricsLogger(self.metrics_path)]
         mlflow_logger = active_mlflow_logger()
         if mlflow_logger is not None:
             loggers.append(mlflow_logger)
