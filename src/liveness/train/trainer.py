@@ -375,8 +375,8 @@ class Trainer:
     def _restore_metrics_log(self, context: DistributedContext) -> None:
         """An output folder wiped between runs (``dvc repro`` does that) gets the log back from the checkpoint."""
         saved = self.checkpoint_dir / METRICS_LOG
-        if context.is_main and not self.metrics_path.exists() and saved.is_file():
-            atomic_write_bytes(self.metrics_path, saved.read_bytes())
+        if context.is_main and not self.metrics_path.exists():
+            atomic_write_bytes(self.metrics_path, saved.read_bytes() if saved.is_file() else b"")
 
     def _check_compatible(self, payload: dict[str, Any]) -> None:
         saved = payload["params"]
