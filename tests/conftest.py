@@ -43,3 +43,15 @@ def smoke_dataset():
     from liveness.data.memory import CropArrayDataset, make_smoke_crops
 
     return CropArrayDataset(make_smoke_crops(24, 32, seed=3))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny networks gain nothing from intra-op threads, and on a busy 2-core machine threads waiting on each
+    other made some tests 10x slower; the setting is restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

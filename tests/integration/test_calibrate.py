@@ -22,14 +22,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLOT_FILES = ("roc.csv", "det.csv", "scores.csv", "roc.png", "det.png", "score_hist.png", "decomposition.png")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny 32 px networks gain nothing from intra-op threads, and on a busy 2-core machine threads waiting on
-    each other made these tests 10x slower; the setting is restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _write_set(folder, rows, crops, synthetic=True):

@@ -13,14 +13,7 @@ TINY = ModelParams(profile="tiny", image_size=32)
 CPU = resolve_runtime("cpu", "fp32")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny 32 px networks gain nothing from intra-op threads, and on a busy 2-core machine threads waiting on
-    each other made these tests 10x slower; the setting is restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
