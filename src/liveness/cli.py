@@ -277,5 +277,44 @@ def predict(
         _fail(f"{failures} of {len(items)} inputs failed", code=1)
 
 
+@app.command()
+def serve(
+    model: Annotated[str, typer.Option(help="models:/<name>@<alias>, models:/<name>/<version>, a model bundle folder or a pyfunc model folder.")] = DEFAULT_MODEL,
+    host: Annotated[str, typer.Option(help="Interface to bind. The service has no authentication: keep loopback unless something in front of it guards access.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
+    max_bytes: Annotated[int, typer.Option(min=1, help="Largest encoded image accepted, in bytes (413 above).")] = 10 * 1024 * 1024,
+    max_pixels: Annotated[int, typer.Option(min=1, help="Largest width x height accepted, read from the image header before decoding (413 above).")] = 40_000_000,
+    max_batch: Annotated[int, typer.Option(min=1, help="Most images in one /v1/liveness/batch request (413 above).")] = 16,
+    timeout_s: Annotated[float, typer.Option(min=0.001, help="Seconds allowed for receiving a body (408) and, separately, for queueing, decoding and scoring it (503).")] = 30.0,
+    poll_s: Annotated[float, typer.Option(min=0, help="Seconds between checks whether the alias moved (reload when it did); 0 = off. SIGHUP always reloads.")] = 30.0,
+    worker_threads: Annotated[int, typer.Option("--worker-threads", "--workers-threads", min=1, help="Threads decoding and scoring images; requests beyond them queue.")] = 2,
+    backend: Annotated[str, typer.Option(help="Inference backend: torch, or onnx (the model folder needs model.onnx from `liveness export onnx`).")] = "torch",
+    log_level: Annotated[str, typer.Option(help="uvicorn log level (critical, error, warning, info, debug).")] = "info",
+    params_path: Annotated[Path, typer.Option("--params", help="params.yaml whose register section names the tracking store.")] = Path("params.yaml"),
+) -> None:
+    """Serve the model over HTTP: POST /v1/liveness and /v1/liveness/batch, GET /healthz, /readyz, /metrics, /docs."""
+    import uvicorn
+
+    from liveness.registry.resolve import parse_model_uri
+    from liveness.registry.store import tracking_uri
+    from liveness.serve.app import create_app
+    from liveness.serve.settings import ServeSettings
+
+    try:
+        remote = parse_model_uri(model) is not None
+        if not remote and not Path(model).is_dir():
+            _fail(f"model {model!r} is neither a models:/ URI nor a folder")
+        store = tracking_uri(_registry_settings(params_path).tracking_uri) if remote else None
+        settings = ServeSettings(model=model, tracking_uri=store, host=host, port=port, max_bytes=max_bytes,
+                                 max_pixels=max_pixels, max_batch=max_batch, timeout_s=timeout_s, poll_s=poll_s,
+                                 worker_threads=worker_threads, backend=backend)
+        service = create_app(settings)
+    except ValueError as error:
+        _fail(str(error))
+    if host not in {"127.0.0.1", "localhost", "::1"}:
+        console.print(f"[yellow]warning:[/] binding {host}: anyone who can reach it may use the model (no auth)")
+    uvicorn.run(service, host=host, port=port, log_level=log_level, workers=1)
+
+
 if __name__ == "__main__":
     app()
