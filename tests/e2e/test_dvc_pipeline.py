@@ -1,5 +1,7 @@
 """`dvc repro` end to end on a tiny copy of the project: every stage runs as a Prefect flow, a second repro
-does nothing, and a calibrate param change reruns only calibrate."""
+does nothing, and a calibrate param change reruns only calibrate. Then, on the same copy committed to git, a
+`dvc exp run -S train.epochs=2` experiment, read back by `dvc exp show`, `dvc metrics diff` and `dvc params diff`.
+The one expensive first repro is shared by the module."""
 
 from __future__ import annotations
 
@@ -42,22 +44,41 @@ def _project_copy(destination: Path) -> Path:
     params = yaml.safe_load((destination / "params.yaml").read_text())
     (destination / "params.yaml").write_text(yaml.safe_dump(_merge(params, TINY), sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=destination, check=True)
+    # dvc exp run commits; the copy must not depend on the machine's git identity.
+    _git(destination, "config", "user.name", "pipeline test")
+    _git(destination, "config", "user.email", "pipeline-test@example.invalid")
     return destination
 
 
+def _git(project: Path, *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *arguments], cwd=project, capture_output=True, text=True, check=True)
+
+
+def _env(project: Path) -> dict[str, str]:
+    """The stages' environment: the venv first, offline, and every store inside the project copy."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "PREFECT_HOME": str(project / ".prefect"), "TORCH_HOME": str(project / ".torch"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}", "MLFLOW_DISABLE_TELEMETRY": "true",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1", "OMP_NUM_THREADS": "1"}
+
+
 def _dvc(project: Path, *arguments: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PREFECT_HOME": str(project / ".prefect"), "DVC_NO_ANALYTICS": "1", "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run([str(Path(sys.executable).parent / "dvc"), *arguments], cwd=project, env=env,
-                               capture_output=True, text=True, timeout=1200)
+    completed = subprocess.run([str(Path(sys.executable).parent / "dvc"), *arguments], cwd=project,
+                               env=_env(project), capture_output=True, text=True, timeout=1200)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     return completed
 
 
+@pytest.fixture(scope="module")
+def repro(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The tiny project copy after its first `dvc repro` (about 3 minutes on 2 cores), and that repro's output."""
+    project = _project_copy(tmp_path_factory.mktemp("dvc") / "project")
+    return project, _dvc(project, "repro")
+
+
 @pytest.mark.slow
-def test_dvc_repro_runs_caches_and_reruns_only_what_changed(tmp_path):
-    project = _project_copy(tmp_path / "project")
-    first = _dvc(project, "repro")
+def test_dvc_repro_runs_caches_and_reruns_only_what_changed(repro):
+    project, first = repro
     for stage in ("demo_data", "curate", "prepare_spoof", "train", "calibrate", "register"):
         assert f"Running stage '{stage}'" in first.stdout
     registered = json.loads((project / "reports" / "registered.json").read_text())
@@ -80,7 +101,7 @@ def test_dvc_repro_runs_caches_and_reruns_only_what_changed(tmp_path):
     assert "Running stage 'train'" not in third.stdout and "Running stage 'curate'" not in third.stdout
 
     flow = subprocess.run([sys.executable, "-m", "pipeline.flow"], cwd=project, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "PREFECT_HOME": str(project / ".prefect")})
+                          timeout=600, env=_env(project))
     assert flow.returncode == 0, flow.stderr[-3000:]
     assert "ran nothing" in flow.stdout  # the whole-pipeline flow wraps dvc repro, which is up to date
 
@@ -88,3 +109,56 @@ def test_dvc_repro_runs_caches_and_reruns_only_what_changed(tmp_path):
     assert "reports/metrics.json" in shown.stdout
     diff = _dvc(project, "params", "diff", "--all")
     assert diff.returncode == 0
+
+
+TRAIN_METRICS, TEST_METRICS = "runs/train/train_metrics.json", "reports/metrics.json"
+
+
+def _experiment_revs(shown: list[dict]) -> list[dict]:
+    """Every experiment rev that `dvc exp show --json` lists under the baseline commits."""
+    return [rev for baseline in shown if baseline.get("experiments")
+            for experiment in baseline["experiments"] for rev in experiment["revs"]]
+
+
+@pytest.mark.slow
+def test_dvc_exp_run_with_a_changed_param_and_its_diffs(repro):
+    """A clone's workflow: commit dvc.lock and the metrics, `dvc exp run -S train.epochs=2`, compare."""
+    project, _ = repro
+    for path in ("dvc.lock", TRAIN_METRICS, TEST_METRICS):  # DVC reads these from commits, so git must keep them
+        ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=project)
+        assert ignored.returncode == 1, f"{path} is git-ignored; `dvc metrics diff`, `dvc exp show` need it in git"
+    _git(project, "add", "-A")
+    _git(project, "commit", "-q", "-m", "baseline: tiny pipeline after dvc repro")
+    committed = set(_git(project, "ls-files").stdout.splitlines())
+    assert {"dvc.lock", "params.yaml", TRAIN_METRICS, TEST_METRICS} <= committed
+    assert not any(name.startswith(("data/curated/", "runs/train/checkpoints/")) or name == "mlflow.db"
+                   for name in committed)  # data and models stay in the DVC cache
+
+    ran = _dvc(project, "exp", "run", "-S", "train.epochs=2")
+    for stage in ("train", "calibrate", "register"):
+        assert f"Running stage '{stage}'" in ran.stdout
+    for stage in ("demo_data", "curate", "prepare_spoof"):
+        assert f"Running stage '{stage}'" not in ran.stdout
+    assert "Ran experiment(s)" in ran.stdout
+    assert json.loads((project / TRAIN_METRICS).read_text())["epochs"] == 2  # the result is in the workspace
+    assert not json.loads((project / "reports" / "registered.json").read_text())["reused"]  # new weights, new version
+
+    shown = json.loads(_dvc(project, "exp", "show", "--json").stdout)
+    baseline = next(entry for entry in shown if entry["rev"] != "workspace")
+    assert baseline["data"]["params"]["params.yaml"]["data"]["train"]["epochs"] == 1
+    assert baseline["data"]["metrics"][TRAIN_METRICS]["data"]["epochs"] == 1
+    (experiment,) = [rev for rev in _experiment_revs(shown)
+                     if rev["data"]["params"]["params.yaml"]["data"]["train"]["epochs"] == 2]
+    metrics = experiment["data"]["metrics"]
+    assert all("error" not in metrics[path] for path in (TRAIN_METRICS, TEST_METRICS)), metrics
+    assert metrics[TRAIN_METRICS]["data"]["epochs"] == 2
+    assert metrics[TRAIN_METRICS]["data"]["steps"] == 2 * baseline["data"]["metrics"][TRAIN_METRICS]["data"]["steps"]
+    assert metrics[TEST_METRICS]["data"]["data"] == "synthetic" and "auc" in metrics[TEST_METRICS]["data"]["test"]
+
+    params_diff = json.loads(_dvc(project, "params", "diff", "--json").stdout)
+    assert params_diff == {"params.yaml": {"train.epochs": {"old": 1, "new": 2, "diff": 1}}}
+    metrics_diff = json.loads(_dvc(project, "metrics", "diff", "--all", "--json").stdout)
+    assert metrics_diff[TRAIN_METRICS]["epochs"]["old"] == 1 and metrics_diff[TRAIN_METRICS]["epochs"]["new"] == 2
+    test_auc = metrics_diff[TEST_METRICS]["test.auc"]
+    assert test_auc["old"] is not None and test_auc["new"] is not None  # both sides read, none missing
+    assert all(value["old"] is not None for value in metrics_diff[TRAIN_METRICS].values())

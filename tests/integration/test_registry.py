@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+import liveness
 from liveness.registry.promote import promote
 from liveness.registry.register import register
 from tests.conftest import tiny_params
@@ -72,17 +73,43 @@ def test_first_challenger_becomes_champion(store):
     assert str(version.version) == "1" and version.tags["promotion.decision"] == "promoted"
 
 
-def test_champion_loads_and_predicts_in_a_fresh_process(store):
-    code = ("import mlflow, pandas as pd, sys; m = mlflow.pyfunc.load_model('models:/liveness@champion'); "
+def test_logged_model_carries_the_package_source(store, tmp_path):
+    """code_paths: the model folder holds code/liveness/ (no bytecode), and MLmodel puts code/ on sys.path."""
+    import mlflow
+    import yaml
+
+    mlflow.set_tracking_uri(store["uri"])
+    model = Path(mlflow.artifacts.download_artifacts("models:/liveness/1", dst_path=str(tmp_path)))
+    code = model / "code" / "liveness"
+    source = Path(liveness.__file__).parent
+    for module in ("__init__.py", "config.py", "registry/predictor.py", "registry/pyfunc_model.py",
+                   "data/faces.py", "evaluate/scoring.py", "model/score.py"):
+        assert (code / module).read_text() == (source / module).read_text(), module
+    assert not list(code.rglob("__pycache__"))
+    flavor = yaml.safe_load((model / "MLmodel").read_text())["flavors"]["python_function"]
+    assert flavor["code"] == "code"
+
+
+def test_champion_loads_and_predicts_in_a_fresh_process_without_the_package(store):
+    """A fresh interpreter where ``liveness`` is not importable (its source folder is taken off sys.path) loads
+    the champion from the code the model carries."""
+    code = ("import importlib.util, sys; sys.path = [p for p in sys.path if p != sys.argv[2]]; "
+            "assert importlib.util.find_spec('liveness') is None, 'liveness still importable'; "
+            "import mlflow, pandas as pd; m = mlflow.pyfunc.load_model('models:/liveness@champion'); "
             "out = m.predict(pd.DataFrame({'image': [open(sys.argv[1], 'rb').read()]})); "
-            "print(out.loc[0, 'label'], out.loc[0, 'face_found'])")
+            "print(sys.modules['liveness'].__file__); print(out.loc[0, 'label'], out.loc[0, 'face_found'])")
     image = store["root"] / "astronaut.png"
     image.write_bytes(png_bytes(astronaut()))
+    source_root = str(Path(liveness.__file__).resolve().parents[1])
     env = os.environ | {"MLFLOW_TRACKING_URI": store["uri"], "MLFLOW_DISABLE_TELEMETRY": "true"}
-    result = subprocess.run([sys.executable, "-c", code, str(image)], capture_output=True, text=True, env=env,
-                            cwd=store["root"], timeout=120)
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run([sys.executable, "-c", code, str(image), source_root], capture_output=True, text=True,
+                            env=env, cwd=store["root"], timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
-    label, found = result.stdout.split()[-2:]
+    *_, loaded_from, verdict = result.stdout.splitlines()
+    assert Path(loaded_from).parts[-3:] == ("code", "liveness", "__init__.py")
+    assert not loaded_from.startswith(source_root)
+    label, found = verdict.split()
     assert label in {"live", "spoof"} and found == "True"
 
 

@@ -29,6 +29,9 @@ from liveness.registry.store import tracking_uri, use_experiment
 
 CONTENT_HASH_TAG = "content_hash"
 CARD_METRICS = ("auc", "eer", "hter", "max_apcer", "bpcer", "bpcer20", "bpcer100", "acer_non_iso")
+# The package itself travels with the model (``code/liveness/`` in the model folder, put on sys.path on load),
+# so an environment with only the pinned requirements below, not our package, can load it.
+PACKAGE_SOURCE = Path(__file__).resolve().parents[1]
 REQUIREMENTS = ("mlflow", "torch", "facenet-pytorch", "opencv-python-headless", "pillow", "pandas", "numpy",
                 "pydantic", "pyyaml")
 
@@ -165,8 +168,8 @@ def _log_and_register(settings: RegisterParams, bundle: Path, config: BundleConf
         mlflow.log_text(model_card(settings.model_name, metrics, config, digest), "model_card.md")
         info = mlflow.pyfunc.log_model(
             name="model", python_model=pyfunc_model.__file__, artifacts={pyfunc_model.BUNDLE: str(bundle)},
-            signature=_signature(), input_example=_input_example(), pip_requirements=_requirements(),
-            registered_model_name=settings.model_name)
+            code_paths=[str(PACKAGE_SOURCE)], signature=_signature(), input_example=_input_example(),
+            pip_requirements=_requirements(), registered_model_name=settings.model_name)
     return str(info.registered_model_version), run.info.run_id
 
 
