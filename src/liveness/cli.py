@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 import yaml
@@ -19,6 +19,8 @@ app = typer.Typer(
 )
 identity_app = typer.Typer(help="The frozen identity network f (VGGFace2 InceptionResnetV1).", no_args_is_help=True)
 app.add_typer(identity_app, name="identity")
+export_app = typer.Typer(help="Deployable forms of a model (ONNX).", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 console = Console(stderr=True, soft_wrap=True)
 # Under torchrun only rank 0 talks; the other ranks' consoles stay quiet.
 quiet_console = Console(stderr=True, quiet=True)
@@ -232,13 +234,71 @@ def _json_value(value: object) -> object:
     return value
 
 
+def _model_bundle(model: str, params_path: Path, workdir: Path) -> Path:
+    """The bundle folder (config.json + weights) of a local bundle, a local pyfunc model folder or a models:/ URI
+    (downloaded under ``workdir``)."""
+    from liveness.registry.resolve import bundle_folder
+
+    local = Path(model)
+    if not local.is_dir():
+        import mlflow.artifacts
+        from mlflow.exceptions import MlflowException
+
+        _registry_settings(params_path)
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model, dst_path=str(workdir)))
+        except (MlflowException, OSError) as error:
+            _fail(f"cannot load model {model}: {error}. Register one (`python -m pipeline.register`, "
+                  "`liveness promote`) or pass --model")
+    try:
+        return bundle_folder(local)
+    except FileNotFoundError as error:
+        _fail(str(error))
+
+
+def _default_export_dir(model: str) -> Path:
+    """models:/liveness@champion -> runs/export/liveness@champion."""
+    return Path("runs/export") / model.removeprefix("models:/").strip("/").replace("/", "-")
+
+
+@export_app.command("onnx")
+def export_onnx(
+    model: Annotated[str, typer.Option(help="models:/<name>@<alias>, models:/<name>/<version>, a model bundle folder (config.json + generator.pt) or a local pyfunc model folder.")] = DEFAULT_MODEL,
+    out: Annotated[Optional[Path], typer.Option(help="Folder to write model.onnx into (config.json is copied beside it). Default: the bundle folder itself for a local bundle, else runs/export/<name>@<alias>.")] = None,
+    opset: Annotated[int, typer.Option(min=17, help="ONNX opset. 18 and up use the dynamo exporter (TorchScript exporter as fallback); 17 uses the TorchScript exporter.")] = 18,
+    params_path: Annotated[Path, typer.Option("--params", help="params.yaml whose register section names the tracking store.")] = Path("params.yaml"),
+) -> None:
+    """Export the scoring graph (E1, decoders, recombination, E2, then the score) to ONNX with a dynamic batch.
+
+    The threshold, score, crop/detection settings and preprocessing go into the file's metadata. The export is
+    checked against torch (max |onnx - torch| <= 1e-4) before it is written. Then: `liveness predict --backend
+    onnx --model OUT ...`.
+    """
+    import tempfile
+
+    from liveness.export.onnx import OnnxExportError, export_bundle
+
+    with tempfile.TemporaryDirectory(prefix="liveness-export-") as workdir:
+        bundle = _model_bundle(model, params_path, Path(workdir))
+        local_bundle = Path(model).is_dir() and bundle == Path(model)
+        destination = out or (bundle if local_bundle else _default_export_dir(model))
+        try:
+            result = export_bundle(bundle, destination, opset)
+        except (OnnxExportError, FileNotFoundError, ValueError) as error:
+            _fail(str(error))
+    meta = {prop.key: prop.value for prop in result.model.metadata_props}
+    console.print(f"wrote {result.path} (opset {opset}, {result.exporter} exporter, score {meta['score']!r}, "
+                  f"threshold {float(meta['threshold']):.6g}, max |onnx - torch| = {result.max_abs_diff:.2g})")
+
+
 @app.command()
 def predict(
     paths: Annotated[list[Path], typer.Argument(help="Images, folders (searched recursively) and videos.")],
-    model: Annotated[str, typer.Option(help="models:/<name>@<alias>, models:/<name>/<version>, or a local pyfunc model folder.")] = DEFAULT_MODEL,
+    model: Annotated[str, typer.Option(help="models:/<name>@<alias>, models:/<name>/<version>, or a local pyfunc model folder; with --backend onnx, a folder holding model.onnx (`liveness export onnx`).")] = DEFAULT_MODEL,
     frames: Annotated[int, typer.Option(min=1, help="Frames sampled evenly from each video.")] = 5,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = 16,
     params_path: Annotated[Path, typer.Option("--params", help="params.yaml whose register section names the tracking store.")] = Path("params.yaml"),
+    backend: Annotated[Literal["torch", "onnx"], typer.Option(help="torch: the MLflow pyfunc model; onnx: onnxruntime on the exported model.onnx.")] = "torch",
 ) -> None:
     """Score images and videos with a registered model; one JSON line per image or frame on stdout.
 
@@ -250,12 +310,29 @@ def predict(
     import pandas as pd
     from mlflow.exceptions import MlflowException
 
-    _registry_settings(params_path)
-    try:
-        loaded = mlflow.pyfunc.load_model(model)
-    except (MlflowException, OSError) as error:
-        _fail(f"cannot load model {model}: {error}. Register one (`python -m pipeline.register`, "
-              "`liveness promote`) or pass --model")
+    if backend == "onnx":
+        import tempfile
+
+        from liveness.registry.predictor import Predictor
+
+        with tempfile.TemporaryDirectory(prefix="liveness-predict-") as workdir:
+            try:
+                predictor = Predictor(_model_bundle(model, params_path, Path(workdir)), backend="onnx")
+            except FileNotFoundError as error:
+                _fail(str(error) if Path(model).is_dir() else
+                      f"{model} has no model.onnx (the registry holds the torch bundle): run `liveness export onnx "
+                      f"--model {model}`, then pass --model {_default_export_dir(model)}")
+            except ValueError as error:
+                _fail(str(error))
+        score = lambda images: [p.as_dict() for p in predictor.predict(images)]  # noqa: E731
+    else:
+        _registry_settings(params_path)
+        try:
+            loaded = mlflow.pyfunc.load_model(model)
+        except (MlflowException, OSError) as error:
+            _fail(f"cannot load model {model}: {error}. Register one (`python -m pipeline.register`, "
+                  "`liveness promote`) or pass --model")
+        score = lambda images: loaded.predict(pd.DataFrame({"image": images})).to_dict("records")  # noqa: E731
     items = _predict_inputs(paths, frames)
     if not items:
         _fail(f"no image or video found under {', '.join(map(str, paths))}")
@@ -263,8 +340,7 @@ def predict(
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
         readable = [item for item in chunk if item[2] is not None]
-        outputs = iter(loaded.predict(pd.DataFrame({"image": [item[2] for item in readable]})).to_dict("records")
-                       if readable else [])
+        outputs = iter(score([item[2] for item in readable]) if readable else [])
         for path, frame, data, reason in chunk:
             row = next(outputs) if data is not None else {"face_found": False, "box": None, "score": None,
                                                           "threshold": None, "label": "rejected", "reason": reason}

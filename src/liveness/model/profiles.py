@@ -1,8 +1,8 @@
 """Width profiles: the channel plan of every network, by name.
 
 The patent fixes the topology (9 conv 3x3 + 2 poolings per encoder, 9 conv 3x3 + 2 upsamplings per decoder,
-6 conv discriminator) but not the intermediate widths. A profile fills those in. ``P`` marks a stride-2
-pooling and ``U`` a x2 upsampling.
+6 conv discriminator) but not the intermediate widths. A profile fills those in, and names the input size its
+widths were chosen for. ``P`` marks a stride-2 pooling and ``U`` a x2 upsampling.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ class WidthProfile:
     decoder: Plan  # face and background decoders; the last width is the deep feature's
     head_channels: int  # hidden width of the clear-face and recombination heads
     discriminator: tuple[int, ...]  # the 6 conv widths of D
+    image_size: int = 128  # the input size the widths were chosen for: the recommended model.image_size
 
     def __post_init__(self) -> None:
         _check_plan(self.name, "encoder", self.encoder, POOL)
@@ -31,6 +32,9 @@ class WidthProfile:
             raise ValueError(f"profile {self.name}: the encoder's last width must be even to split in half")
         if len(self.discriminator) != 6:
             raise ValueError(f"profile {self.name}: the discriminator needs exactly 6 conv widths")
+        if self.image_size < 8 or self.image_size % 4:
+            raise ValueError(f"profile {self.name}: image_size must be at least 8 and divisible by 4, "
+                             f"got {self.image_size}")
 
     @property
     def decoder_channels(self) -> int:
@@ -52,8 +56,8 @@ def _check_plan(profile: str, part: str, plan: Plan, marker: str) -> None:
         raise ValueError(f"profile {profile}: the {part} plan must end with a conv width, got {plan}")
 
 
-def scaled(profile: WidthProfile, divisor: int, name: str) -> WidthProfile:
-    """The same topology with every width divided by ``divisor``."""
+def scaled(profile: WidthProfile, divisor: int, name: str, image_size: int | None = None) -> WidthProfile:
+    """The same topology with every width divided by ``divisor`` (and, when given, another input size)."""
 
     def scale(plan: tuple) -> tuple:
         return tuple(step if isinstance(step, str) else step // divisor for step in plan)
@@ -65,6 +69,7 @@ def scaled(profile: WidthProfile, divisor: int, name: str) -> WidthProfile:
         decoder=scale(profile.decoder),
         head_channels=profile.head_channels // divisor,
         discriminator=scale(profile.discriminator),
+        image_size=image_size or profile.image_size,
     )
 
 
@@ -76,12 +81,30 @@ PATENT = WidthProfile(
     decoder=(256, 256, 256, 256, UPSAMPLE, 128, 128, 128, UPSAMPLE, 64, 64),
     head_channels=64,
     discriminator=(64, 64, 128, 128, 256, 256),
+    image_size=128,
+)
+
+# For CPU edge devices: the same topology as PATENT (every part of DESIGN §1.1: E1 and E2 with 9 conv3x3 + 2
+# poolings and the 1x1 / 3x3 separation heads, two 9-conv decoders with 2 upsamplings, the clear-face and
+# recombination heads), narrower and at 64 px. A channel at full resolution costs 16 times one at H/4, so the
+# widths grow as the resolution falls: 8 at full size, 24 at H/2, 48 at H/4, 16-channel codes. The scoring
+# pass (E1, both decoders, recombination, E2) is about 0.35 GFLOP per face against about 45 for PATENT at
+# 128 px (bench/infer_latency.py measures both and their 1-thread latency).
+DEPLOY = WidthProfile(
+    name="deploy",
+    encoder=(8, 8, POOL, 24, 24, 24, POOL, 48, 48, 48, 48),
+    latent_channels=16,
+    decoder=(48, 48, 48, 48, UPSAMPLE, 24, 24, 24, UPSAMPLE, 8, 8),
+    head_channels=8,
+    discriminator=(16, 16, 32, 32, 64, 64),  # training only; not in the deployed scoring graph
+    image_size=64,
 )
 
 PROFILES: dict[str, WidthProfile] = {
     "patent": PATENT,
-    "small": scaled(PATENT, 4, "small"),  # the CPU demo
-    "tiny": scaled(PATENT, 8, "tiny"),  # unit tests and smoke runs
+    "small": scaled(PATENT, 4, "small", image_size=64),  # the CPU demo
+    "tiny": scaled(PATENT, 8, "tiny", image_size=32),  # unit tests and smoke runs
+    "deploy": DEPLOY,  # CPU edge devices
 }
 
 

@@ -24,6 +24,8 @@ from liveness.model.score import score_components
 
 CONFIG_FILE = "config.json"
 Label = Literal["live", "spoof", "no_face", "rejected"]
+Backend = Literal["torch", "onnx"]
+BACKENDS: tuple[str, ...] = ("torch", "onnx")
 
 
 @dataclass(frozen=True)
@@ -84,9 +86,15 @@ def _device(setting: str) -> str:
 
 
 class Predictor:
-    """A loaded model bundle. ``predict`` takes encoded image bytes or RGB uint8 HxWx3 arrays."""
+    """A loaded model bundle. ``predict`` takes encoded image bytes or RGB uint8 HxWx3 arrays.
 
-    def __init__(self, folder: Path) -> None:
+    ``backend="onnx"`` scores the crops with onnxruntime from ``folder/model.onnx`` (``liveness export onnx``
+    writes it; ``generator.pt`` is then not needed). Detection and cropping are the same for both backends.
+    """
+
+    def __init__(self, folder: Path, backend: Backend = "torch") -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
         folder = Path(folder)
         config_path = folder / CONFIG_FILE
         if not config_path.is_file():
@@ -94,7 +102,14 @@ class Predictor:
                                     f"and {CONFIG_FILE} (written at registration)")
         self.config = BundleConfig.from_json(json.loads(config_path.read_text()), str(config_path))
         self.device = torch.device(_device(self.config.detection.device))
-        self.generator = load_generator(folder, self.config.model).to(self.device).eval()
+        self.backend = backend
+        self.generator, self.onnx_scorer = None, None
+        if backend == "onnx":
+            from liveness.export.onnx import OnnxScorer
+
+            self.onnx_scorer = OnnxScorer.for_bundle(folder, self.config)
+        else:
+            self.generator = load_generator(folder, self.config.model).to(self.device).eval()
         detection = self.config.detection
         self.detector = FaceDetector(str(self.device), detection.min_face_size, detection.max_side)
 
@@ -136,6 +151,8 @@ class Predictor:
         """The configured score component of each uint8 crop (per sample: batching does not change it)."""
         if not crops:
             return []
+        if self.onnx_scorer is not None:
+            return self.onnx_scorer.score_crops(np.stack(crops)).astype(np.float64).tolist()
         batch = torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
         output = self.generator(batch, with_clear_face=False)
         return score_components(batch, output)[self.config.score].float().cpu().tolist()

@@ -1,0 +1,1 @@
+"""Deployable forms of a model bundle: ``onnx`` exports the scoring graph and scores crops with onnxruntime."""
