@@ -13,7 +13,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from liveness.config import load_params
-from liveness.evaluate.calibrate import calibrate
+from liveness.evaluate.calibrate import SCORE_TABLE_FILE, STATISTICS_FILE, calibrate
 from pipeline.tracking import stage_run
 
 HEADLINE = ("auc", "eer", "hter", "max_apcer", "bpcer", "bpcer20", "bpcer100")
@@ -29,8 +29,14 @@ def calibrate_flow(params_path: str = "params.yaml") -> dict:
         mlflow.log_metrics({f"test_{name}": float(value) for name, value in test.items()
                             if isinstance(value, (int, float)) and value == value})
         mlflow.log_metric("threshold", float(metrics["threshold"]))
+        mlflow.log_metrics({f"calibration_{score}_{key.replace('/', '_')}": float(value)
+                            for score, row in metrics["calibration"].items() for key, value in row.items()
+                            if isinstance(value, (int, float)) and value == value})
+        mlflow.set_tag("shipped_score", metrics["score"])
         report_dir = params.calibrate.report_dir
         mlflow.log_artifact(str(report_dir / "metrics.json"))
+        mlflow.log_artifact(str(report_dir / SCORE_TABLE_FILE))
+        mlflow.log_artifact(str(report_dir / STATISTICS_FILE))
         mlflow.log_artifacts(str(report_dir / "plots"), artifact_path="plots")
     rows = [{"metric": name, "value": test.get(name), "ci_low": test.get(f"{name}_ci_low"),
              "ci_high": test.get(f"{name}_ci_high")} for name in HEADLINE if name in test]
@@ -40,7 +46,8 @@ def calibrate_flow(params_path: str = "params.yaml") -> dict:
         key="calibration-summary",
         markdown=f"# Calibration ({metrics.get('data', '')} data)\n\n- score: {metrics.get('score')}\n"
                  f"- policy: {metrics.get('policy')} (target {metrics.get('target')})\n"
-                 f"- threshold: {metrics.get('threshold')}\n",
+                 f"- threshold: {metrics.get('threshold')}\n\n"
+                 + (report_dir / SCORE_TABLE_FILE).read_text(),
     )
     return metrics
 

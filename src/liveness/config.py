@@ -69,6 +69,10 @@ class LossParams(_Section):
     adversarial: float = Field(1.0, ge=0)
     identity: float = Field(1.0, ge=0)
     latent: float = Field(1.0, ge=0)
+    latent_mode: Literal["patent", "stop_gradient", "relative"] = Field(
+        "patent", description="L_lat as claimed (patent); with E1's codes detached so E2 learns to match E1 instead "
+                              "of both shrinking (stop_gradient); or divided by the codes' own mean magnitude, "
+                              "so shrinking the codes cannot lower it (relative). DESIGN §1.4's scale-collapse remedies.")
 
 
 class AugmentParams(_Section):
@@ -198,6 +202,14 @@ class DemoParams(_Section):
     size: int = Field(128, ge=32)
 
 
+# = liveness.model.score.SCORE_NAMES (a test keeps them equal; config does not import torch).
+SCORE_CHOICES = ("latent_bg", "latent_bg_cos", "latent_face", "pixel", "pixel_hf", "latent_bg_std", "fused", "deviation")
+ScoreName = Literal["latent_bg", "latent_bg_cos", "latent_face", "pixel", "pixel_hf", "latent_bg_std", "fused",
+                    "deviation"]
+ScoreChoice = Literal["latent_bg", "latent_bg_cos", "latent_face", "pixel", "pixel_hf", "latent_bg_std", "fused",
+                      "deviation", "auto"]
+
+
 class CalibrateParams(_Section):
     """The calibration stage: threshold frozen on calibration data, ISO/IEC 30107-3 metrics on the test split."""
 
@@ -207,8 +219,39 @@ class CalibrateParams(_Section):
     spoof_data: Path = Field(Path("data/spoof"), description="Spoof sets (manifest.parquet + shards/): live and attacks.")
     calib_split: str = Field("calib", description="Split of spoof_data the threshold is chosen on.")
     test_split: str = Field("test", description="Split of spoof_data reported at the frozen threshold; never tunes it.")
-    score: Literal["latent_bg", "latent_face", "pixel"] = Field(
-        "latent_bg", description="The shipped score; latent_bg is the patent's Δ. Every score is reported on calibration.")
+    score: ScoreChoice = Field(
+        "latent_bg", description="The shipped score: one of SCORE_CHOICES (latent_bg is the patent's Δ), or auto to "
+                                 "pick it on the calibration split by `selection`. Every score is reported on calibration.")
+    selection: Literal["worst_species_auc", "pooled_auc"] = Field(
+        "worst_species_auc", description="With score: auto, the rule that picks the shipped score on calibration data: "
+                                         "the highest AUC of the worst attack species, or the highest pooled AUC (ties: "
+                                         "pooled AUC, then the order of `candidates`).")
+    candidates: list[ScoreName] = Field(
+        default_factory=lambda: list(SCORE_CHOICES), description="Scores that score: auto may pick from.")
+    holdout_species: list[str] = Field(
+        default_factory=list, description="Attack species left out of calibration entirely (neither selection nor "
+                                          "threshold sees them) and reported on test as unseen attacks.")
+    statistics_split: str = Field(
+        "train", description="Split of live_data (live training crops) that the fused and standardised scores' "
+                             "statistics are fitted on; never calibration or test data.")
+    fusion: list[ScoreName] = Field(
+        default_factory=lambda: ["latent_bg_std", "latent_bg_cos", "latent_face", "pixel", "pixel_hf"],
+        description="Scores that `fused` (mean) and `deviation` (root mean square) combine after z-scoring each "
+                    "with live-train statistics.")
+
+    @field_validator("fusion")
+    @classmethod
+    def _fusion_parts(cls, value: list[str]) -> list[str]:
+        if not value or {"fused", "deviation"} & set(value):
+            raise ValueError("fusion needs at least one score and cannot contain `fused` or `deviation`, which it defines")
+        return value
+
+    @field_validator("candidates")
+    @classmethod
+    def _some_candidate(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("candidates needs at least one score for score: auto to choose from")
+        return value
     policy: Literal["eer", "bpcer_at_apcer", "apcer_at_bpcer"] = Field(
         "bpcer_at_apcer", description="Threshold policy (liveness.evaluate.thresholds.POLICIES).")
     target: float | None = Field(0.05, ge=0, le=1, description="The policy's target rate; null for eer.")

@@ -146,9 +146,9 @@ class TestThresholdIsFrozenOnCalibration:
         events = []
         score_dataset, choose = calibrate_module.score_dataset, calibrate_module.choose_threshold
 
-        def spy_score(generator, dataset, runtime, batch_size):
+        def spy_score(generator, dataset, runtime, batch_size, statistics=None):
             events.append(f"score {dataset.split}")
-            return score_dataset(generator, dataset, runtime, batch_size)
+            return score_dataset(generator, dataset, runtime, batch_size, statistics)
 
         def spy_choose(*args, **kwargs):
             events.append("threshold")
@@ -167,3 +167,65 @@ def test_unknown_split_names_the_key_to_fix(run, model_dir):
     root, _ = run
     with pytest.raises(ValueError, match=r"no split 'nope'.*set calibrate\.live_split"):
         calibrate(_params(root, model_dir, live_split="nope"))
+
+
+@pytest.fixture(scope="module")
+def auto_run(tmp_path_factory, model_dir):
+    root = tmp_path_factory.mktemp("auto")
+    _make_data(root)
+    return root, calibrate(_params(root, model_dir, score="auto", holdout_species=["replay_pc"]))
+
+
+class TestScoresSelectionAndHoldout:
+    """Issue "scoring that works": every score on calibration, selection and statistics without leakage."""
+
+    def test_every_score_is_reported_and_the_shipped_one_won_on_calibration(self, auto_run):
+        root, metrics = auto_run
+        assert set(metrics["calibration"]) == set(SCORE_NAMES)
+        chosen = metrics["score"]
+        assert metrics["selection"]["chosen"] == chosen and metrics["selection"]["rule"] == "worst_species_auc"
+        best = max(value for value in metrics["selection"]["values"].values() if value is not None)
+        assert metrics["selection"]["values"][chosen] == best
+        assert (root / "reports" / "calibration_scores.md").read_text().count("| `") == len(SCORE_NAMES)
+
+    def test_held_out_species_never_reaches_calibration_but_is_reported_on_test(self, auto_run):
+        _, metrics = auto_run
+        assert "calibration/attack/replay_pc" not in metrics["counts"]
+        assert not any(key.startswith("replay_pc/") for key in metrics["calibration"]["pixel"])
+        assert metrics["test_per_species"]["replay_pc"]["unseen"] is True
+        assert metrics["test_per_species"]["print_a4"]["unseen"] is False
+        assert metrics["test"]["apcer/replay_pc"] is not None  # the frozen threshold is still applied to it
+
+    def test_threshold_is_the_policy_on_the_chosen_score_without_the_held_out_species(self, auto_run):
+        root, metrics = auto_run
+        scores = _read_scores(root)
+        calibration = scores[scores["split"].isin(["val", "calib"]) & (scores["species"] != "replay_pc")]
+        expected = choose_threshold("bpcer_at_apcer", calibration[metrics["score"]].to_numpy(),
+                                    (calibration["label"] == "spoof").to_numpy(), calibration["species"].to_numpy(), 0.05)
+        assert metrics["threshold"] == expected
+
+    def test_selection_never_reads_the_test_split(self, auto_run, model_dir, tmp_path):
+        _, metrics = auto_run
+        _make_data(tmp_path, test_seed=99)
+        perturbed = calibrate(_params(tmp_path, model_dir, score="auto", holdout_species=["replay_pc"]))
+        assert perturbed["selection"] == metrics["selection"] and perturbed["threshold"] == metrics["threshold"]
+        assert perturbed["test"] != metrics["test"]
+
+    def test_statistics_come_from_live_train_crops_only(self, auto_run, model_dir, tmp_path):
+        root, _ = auto_run
+        statistics = json.loads((root / "reports" / "score_statistics.json").read_text())
+        assert statistics["samples"] == 2  # the two live train crops, nothing else
+        # other calibration and test data: the same statistics
+        _make_data(tmp_path, test_seed=99)
+        calibrate(_params(tmp_path, model_dir, score="auto", holdout_species=["replay_pc"]))
+        assert json.loads((tmp_path / "reports" / "score_statistics.json").read_text()) == statistics
+
+    def test_statistics_split_may_not_be_the_calibration_split(self, auto_run, model_dir):
+        root, _ = auto_run
+        with pytest.raises(ValueError, match="statistics_split 'val' is also the calibration split"):
+            calibrate(_params(root, model_dir, statistics_split="val"))
+
+    def test_unknown_held_out_species_is_named(self, auto_run, model_dir):
+        root, _ = auto_run
+        with pytest.raises(ValueError, match=r"holdout_species \['mask'\]"):
+            calibrate(_params(root, model_dir, holdout_species=["mask"]))

@@ -285,3 +285,25 @@ def test_bench_prints_flops_and_both_latencies():
     assert tiny["image_size"] == PROFILES["tiny"].image_size and 0 < tiny["gflop_per_face"] < 0.1
     assert tiny["torch_ms_per_face"] > 0 and tiny["onnxruntime_ms_per_face"] > 0
     assert tiny["onnx_max_abs_diff"] <= TOLERANCE and result["threads"] == 1 and "random" in result["weights"]
+
+
+@pytest.mark.parametrize("score", ["deviation", "fused", "latent_bg_std", "pixel_hf", "latent_bg_cos"])
+def test_every_shipped_score_exports_with_parity_including_its_statistics(score, one_torch_thread):
+    """Scores that need live-train statistics carry them into the graph as constants."""
+    torch.manual_seed(0)
+    generator = Generator(PROFILES["tiny"]).eval()
+    statistics = score_module.ScoreStatistics(
+        tuple(float(v) for v in torch.rand(PROFILES["tiny"].latent_channels) + 0.1),
+        {"latent_bg_std": 0.5, "pixel": 0.4, "pixel_hf": 0.1}, {"latent_bg_std": 0.2, "pixel": 0.1, "pixel_hf": 0.05},
+        ("latent_bg_std", "pixel", "pixel_hf"))
+    result = export_scoring_graph(generator, score, 32, statistics=statistics)
+    images = crops_to_input(photo_crops(32))
+    with torch.no_grad():
+        batch = torch.from_numpy(images)
+        expected = score_module.score_components(batch, generator(batch, with_clear_face=False), statistics)[score]
+    np.testing.assert_allclose(run_onnx(result.model, images), expected.numpy(), atol=TOLERANCE)
+    if score in ("deviation", "fused"):
+        other = score_module.ScoreStatistics(statistics.background_std, {k: 0.0 for k in statistics.fusion},
+                                             {k: 1.0 for k in statistics.fusion}, statistics.fusion)
+        changed = export_scoring_graph(generator, score, 32, statistics=other)
+        assert not np.allclose(run_onnx(changed.model, images), run_onnx(result.model, images))

@@ -2,8 +2,13 @@
 
 Order matters and the code keeps it (DESIGN §2.3): the calibration data (live ``live_split`` as bona fide, plus
 the spoof set's ``calib_split``) are scored and the threshold is chosen from them alone; only then is the test
-split opened, scored and reported at that frozen threshold. Every score component is reported on calibration
-(DESIGN §1.4); the test split is reported for the shipped score only, so it cannot steer the choice of score.
+split opened, scored and reported at that frozen threshold. Every score is reported on calibration (DESIGN
+§1.4); with ``calibrate.score: auto`` the shipped score is picked from that calibration table by a documented
+rule (``select_score``). The test split is reported for the shipped score only, so it cannot steer the choice.
+
+Two more guards against leakage: the standardised and fused scores' statistics are fitted on live TRAINING
+crops only, and ``calibrate.holdout_species`` are removed from calibration entirely, so their test numbers say
+how the model does on attacks that neither selection nor threshold saw.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ from liveness.data.records import SPOOF
 from liveness.data.shards import ShardDataset, read_manifest
 from liveness.evaluate import plots
 from liveness.evaluate.metrics import bootstrap_ci, metric_report
-from liveness.evaluate.scoring import SCORE_NAMES, decompose, load_generator, score_dataset
+from liveness.evaluate.scoring import SCORE_NAMES, decompose, fit_score_statistics, load_generator, score_dataset
 from liveness.evaluate.thresholds import choose_threshold
 from liveness.io import atomic_write_bytes, atomic_write_json
 from liveness.model.generator import Generator
+from liveness.model.score import ScoreStatistics
 from liveness.train.runtime import Runtime, resolve_runtime
 
 CONFIDENCE = 0.95
@@ -80,9 +86,9 @@ class _ShardFolder:
 
 
 def _scored(generator: Generator, source: _ShardFolder, dataset: ShardDataset, runtime: Runtime,
-            batch_size: int) -> pd.DataFrame:
-    """``source.rows`` plus one column per score component."""
-    scores = score_dataset(generator, dataset, runtime, batch_size)
+            batch_size: int, statistics: ScoreStatistics) -> pd.DataFrame:
+    """``source.rows`` plus one column per score (``SCORE_NAMES``)."""
+    scores = score_dataset(generator, dataset, runtime, batch_size, statistics)
     return source.rows(dataset).assign(**scores)
 
 
@@ -94,9 +100,11 @@ def _attack_species(frame: pd.DataFrame) -> list[str]:
     return sorted(frame.loc[_is_attack(frame), "species"].unique())
 
 
-def freeze_threshold(calibration: pd.DataFrame, settings: CalibrateParams, score: str | None = None) -> float:
-    """The policy's threshold for ``score`` (default: the shipped one) on the calibration rows ALONE."""
-    score = score or settings.score
+STATISTICS_FILE = "score_statistics.json"
+
+
+def freeze_threshold(calibration: pd.DataFrame, settings: CalibrateParams, score: str) -> float:
+    """The policy's threshold for ``score`` on the calibration rows ALONE."""
     try:
         return choose_threshold(settings.policy, calibration[score].to_numpy(), _is_attack(calibration),
                                 calibration["species"].to_numpy(), settings.target, _attack_species(calibration))
@@ -108,28 +116,66 @@ def freeze_threshold(calibration: pd.DataFrame, settings: CalibrateParams, score
 
 
 def _calibration_table(calibration: pd.DataFrame, settings: CalibrateParams) -> dict[str, dict[str, float]]:
-    """Per score component: its own calibrated threshold, pooled metrics, and AUC/EER/BPCER100 per species."""
+    """Per score: its own calibrated threshold, pooled metrics, and AUC/EER/BPCER100 per species."""
     is_attack, species = _is_attack(calibration), calibration["species"].to_numpy()
-    bona_fide = ~is_attack
     table = {}
     for score in SCORE_NAMES:
-        scores = calibration[score].to_numpy()
         threshold = freeze_threshold(calibration, settings, score)
-        pooled = metric_report(scores, is_attack, species, threshold)
+        pooled = metric_report(calibration[score].to_numpy(), is_attack, species, threshold)
         row = {"threshold": threshold, **{name: pooled[name] for name in CALIBRATION_POOLED}}
         row |= {key: value for key, value in pooled.items() if key.startswith("apcer/")}
-        for name in _attack_species(calibration):
-            keep = bona_fide | (species == name)
-            report = metric_report(scores[keep], is_attack[keep], species[keep], threshold)
-            row |= {f"{name}/{metric}": report[metric] for metric in CALIBRATION_PER_SPECIES}
+        for name, metrics in _per_species(calibration, score, threshold).items():
+            row |= {f"{name}/{metric}": value for metric, value in metrics.items()}
         table[score] = row
     return table
 
 
-def _test_metrics(test: pd.DataFrame, settings: CalibrateParams, threshold: float, expected: list[str],
+def _selection_value(row: dict[str, float], rule: str, species: list[str]) -> float:
+    """What ``rule`` maximises for one score's calibration row (NaN counts as the worst)."""
+    values = [row[f"{name}/auc"] for name in species] if rule == "worst_species_auc" else [row["auc"]]
+    value = min(values) if values else math.nan
+    return -math.inf if math.isnan(value) else value
+
+
+def select_score(table: dict[str, dict[str, float]], settings: CalibrateParams,
+                 species: list[str]) -> tuple[str, dict[str, Any]]:
+    """The shipped score and why, from the CALIBRATION table alone (the test split is not an argument)."""
+    if settings.score != "auto":
+        return settings.score, {"rule": "fixed", "chosen": settings.score,
+                                "reason": f"calibrate.score is set to {settings.score!r}"}
+    candidates = [name for name in settings.candidates if name in table]
+    if not candidates:
+        raise ValueError(f"none of calibrate.candidates {settings.candidates} was scored; scored: {sorted(table)}")
+    values = {name: _selection_value(table[name], settings.selection, species) for name in candidates}
+
+    def rank(name: str) -> tuple[float, float, int]:
+        pooled = table[name]["auc"]
+        return values[name], -math.inf if math.isnan(pooled) else pooled, -candidates.index(name)
+
+    chosen = max(candidates, key=rank)
+    what = "lowest per-species AUC" if settings.selection == "worst_species_auc" else "pooled AUC"
+    reason = (f"score: auto with selection {settings.selection}: `{chosen}` has the highest {what} on the "
+              f"calibration split ({values[chosen]:.4f}) among {candidates}")
+    return chosen, {"rule": settings.selection, "chosen": chosen, "reason": reason,
+                    "values": {name: (None if math.isinf(v) else v) for name, v in values.items()}}
+
+
+def _per_species(frame: pd.DataFrame, score: str, threshold: float) -> dict[str, dict[str, float]]:
+    """AUC, EER and BPCER100 of ``score`` per attack species (each species against all bona fide rows)."""
+    is_attack, species = _is_attack(frame), frame["species"].to_numpy()
+    scores = frame[score].to_numpy()
+    table = {}
+    for name in _attack_species(frame):
+        keep = ~is_attack | (species == name)
+        report = metric_report(scores[keep], is_attack[keep], species[keep], threshold)
+        table[name] = {metric: report[metric] for metric in CALIBRATION_PER_SPECIES}
+    return table
+
+
+def _test_metrics(test: pd.DataFrame, settings: CalibrateParams, score: str, threshold: float, expected: list[str],
                   seed: int) -> dict[str, float]:
     """``metric_report`` at the frozen threshold, with ``<metric>_ci_low``/``_ci_high`` subject-grouped CIs."""
-    arrays = (test[settings.score].to_numpy(), _is_attack(test), test["species"].to_numpy())
+    arrays = (test[score].to_numpy(), _is_attack(test), test["species"].to_numpy())
     report = metric_report(*arrays, threshold, expected_species=expected)
     names = [*CI_METRICS, *(key for key in report if key.startswith("apcer/"))]
     intervals = bootstrap_ci(*arrays, threshold, names, n_resamples=settings.bootstrap_resamples, seed=seed,
@@ -197,47 +243,109 @@ def _write_plots(out: Path, test: pd.DataFrame, score: str, threshold: float, pr
         scores, species, threshold, f"{prefix}scores by species, test split, frozen threshold", score))
 
 
+def _fit_statistics(generator: Generator, live: _ShardFolder, settings: CalibrateParams,
+                    runtime: Runtime) -> ScoreStatistics:
+    """Statistics of the standardised and fused scores, from live TRAINING crops only."""
+    if settings.statistics_split in (settings.live_split,):
+        raise ValueError(f"calibrate.statistics_split {settings.statistics_split!r} is also the calibration split "
+                         f"(calibrate.live_split); fit statistics on live training crops, e.g. `train`")
+    dataset = live.split(settings.statistics_split, "statistics_split")
+    return fit_score_statistics(generator, dataset, runtime, settings.batch_size, tuple(settings.fusion))
+
+
+def _check_holdout(settings: CalibrateParams, spoof: _ShardFolder) -> None:
+    known = set(spoof.manifest.loc[spoof.manifest["label"] == SPOOF, "species"])
+    unknown = sorted(set(settings.holdout_species) - known)
+    if unknown:
+        raise ValueError(f"calibrate.holdout_species {unknown} are not attack species of {spoof.folder} "
+                         f"(it has {sorted(known)})")
+
+
+SCORE_TABLE_FILE = "calibration_scores.md"
+
+
+def _cell(value: Any) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def score_table_markdown(metrics: dict[str, Any]) -> str:
+    """Every score on the CALIBRATION split (AUC, EER, BPCER100 per species), then the shipped score on test."""
+    table = metrics["calibration"]
+    species = sorted({key.split("/")[0] for row in table.values() for key in row if key.endswith("/auc")})
+    label = "SYNTHETIC data" if metrics.get("data") == "synthetic" else "real data"
+    held_out = ", ".join(metrics.get("holdout_species") or []) or "none"
+    lines = [f"# Scores on the calibration split ({label})", "",
+             f"Held out of calibration (unseen attacks): {held_out}. Shipped: `{metrics['score']}`. "
+             f"{(metrics.get('selection') or {}).get('reason', '')}", "",
+             "| score | pooled AUC | " + " | ".join(f"{s} AUC / EER / BPCER100" for s in species) + " |",
+             "|---|---|" + "---|" * len(species)]
+    for score, row in table.items():
+        cells = [" / ".join(_cell(row.get(f"{name}/{metric}")) for metric in CALIBRATION_PER_SPECIES) for name in species]
+        lines.append(f"| `{score}` | {_cell(row.get('auc'))} | " + " | ".join(cells) + " |")
+    lines += ["", f"## Test split, shipped score `{metrics['score']}` only", "",
+              "| species | AUC | EER | BPCER100 | unseen |", "|---|---|---|---|---|"]
+    for name, row in (metrics.get("test_per_species") or {}).items():
+        lines.append(f"| {name} | {_cell(row.get('auc'))} | {_cell(row.get('eer'))} | {_cell(row.get('bpcer100'))} "
+                     f"| {'yes' if row.get('unseen') else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
 def calibrate(params: Params) -> dict[str, Any]:
     """Run the calibration stage (reads ``params.calibrate``, ``params.model``, ``params.base``); returns the
-    metrics also written to ``report_dir/metrics.json``, beside ``scores.csv`` and ``plots/``."""
+    metrics also written to ``report_dir/metrics.json``, beside ``scores.csv``, ``score_statistics.json`` and
+    ``plots/``."""
     settings, model, seed = params.calibrate, params.model, params.base.seed
     runtime = _runtime(settings.device)
     generator = load_generator(settings.model_dir, model).to(runtime.device, memory_format=runtime.memory_format)
     live = _ShardFolder(settings.live_data, "live_data", model.image_size)
     spoof = _ShardFolder(settings.spoof_data, "spoof_data", model.image_size)
     synthetic = live.synthetic and spoof.synthetic
+    _check_holdout(settings, spoof)
+    statistics = _fit_statistics(generator, live, settings, runtime)
 
-    calibration = pd.concat([
-        _scored(generator, live, live.split(settings.live_split, "live_split"), runtime, settings.batch_size),
-        _scored(generator, spoof, spoof.split(settings.calib_split, "calib_split"), runtime, settings.batch_size),
+    scored = pd.concat([
+        _scored(generator, live, live.split(settings.live_split, "live_split"), runtime, settings.batch_size, statistics),
+        _scored(generator, spoof, spoof.split(settings.calib_split, "calib_split"), runtime, settings.batch_size,
+                statistics),
     ], ignore_index=True)
-    threshold = freeze_threshold(calibration, settings)
+    # Held-out species never reach selection or the threshold: they stand for attacks nobody has seen.
+    calibration = scored[~scored["species"].isin(settings.holdout_species)].reset_index(drop=True)
     calibration_table = _calibration_table(calibration, settings)
+    score, selection = select_score(calibration_table, settings, _attack_species(calibration))
+    threshold = freeze_threshold(calibration, settings, score)
 
-    # The threshold is frozen: only now is the test split opened.
+    # Score and threshold are frozen: only now is the test split opened.
     test_dataset = spoof.split(settings.test_split, "test_split")
-    test = _scored(generator, spoof, test_dataset, runtime, settings.batch_size)
-    expected = _attack_species(calibration)
+    test = _scored(generator, spoof, test_dataset, runtime, settings.batch_size, statistics)
+    expected = sorted(set(_attack_species(calibration)) | set(_attack_species(test)))
+    per_species = _per_species(test, score, threshold)
+    for name, row in per_species.items():
+        row["unseen"] = name in settings.holdout_species
     metrics = _json_safe({
         "data": "synthetic" if synthetic else "real",
-        "score": settings.score,
+        "score": score,
+        "selection": selection,
+        "holdout_species": list(settings.holdout_species),
         "policy": settings.policy,
         "target": settings.target,
         "threshold": threshold,
-        "test": _test_metrics(test, settings, threshold, expected, seed),
+        "test": _test_metrics(test, settings, score, threshold, expected, seed),
+        "test_per_species": per_species,
         "calibration": calibration_table,
-        "calibration_best_auc_score": max(SCORE_NAMES, key=lambda s: calibration_table[s]["auc"]),
         "counts": _counts(calibration, "calibration") | _counts(test, "test"),
         "bootstrap": {"resamples": settings.bootstrap_resamples, "confidence": CONFIDENCE, "groups": "subject"},
+        "statistics": {"file": STATISTICS_FILE, "split": settings.statistics_split, "samples": statistics.samples},
     })
 
     out = Path(settings.report_dir)
     prefix = plots.title_prefix(synthetic)
-    _write_plots(out / "plots", test, settings.score, threshold, prefix)
+    _write_plots(out / "plots", test, score, threshold, prefix)
     atomic_write_bytes(out / "plots" / "decomposition.png", _decomposition_png(
-        generator, test_dataset, test, runtime, settings.score, seed,
+        generator, test_dataset, test, runtime, score, seed,
         f"{prefix}decomposition of test samples (shared map scale)"))
-    every = pd.concat([calibration, test], ignore_index=True)[[*ROW_COLUMNS, *SCORE_NAMES]]
+    every = pd.concat([scored, test], ignore_index=True)[[*ROW_COLUMNS, *SCORE_NAMES]]
     atomic_write_bytes(out / "scores.csv", every.to_csv(index=False).encode())
+    atomic_write_json(out / STATISTICS_FILE, statistics.to_json())
+    atomic_write_bytes(out / SCORE_TABLE_FILE, score_table_markdown(metrics).encode())
     atomic_write_json(out / "metrics.json", metrics)
     return metrics

@@ -14,11 +14,11 @@ from torch.utils.data import DataLoader, Dataset
 from liveness.config import ModelParams
 from liveness.model.factory import build_generator
 from liveness.model.generator import Generator
-from liveness.model.score import score_components
+from liveness.model.score import BASE_SCORES, DEFAULT_FUSION, SCORE_NAMES, ScoreStatistics, score_components
 from liveness.train.runtime import Runtime, images_to_model_input
 
 GENERATOR_WEIGHTS = "generator.pt"  # = liveness.train.trainer.GENERATOR_WEIGHTS; not imported: the trainer pulls in MLflow
-SCORE_NAMES: tuple[str, ...] = ("latent_bg", "latent_face", "pixel")  # the keys of score_components
+__all__ = ["GENERATOR_WEIGHTS", "SCORE_NAMES", "load_generator", "score_dataset", "fit_score_statistics", "decompose"]
 
 
 def load_generator(model_dir: Path, model_params: ModelParams) -> Generator:
@@ -48,24 +48,60 @@ def _as_batches(dataset: Dataset, batch_size: int) -> DataLoader:
 
 
 @torch.no_grad()
-def score_dataset(generator: Generator, dataset: Dataset, runtime: Runtime, batch_size: int) -> dict[str, np.ndarray]:
-    """Every score component (``SCORE_NAMES``) of every item, as float64 arrays in dataset order.
+def score_dataset(generator: Generator, dataset: Dataset, runtime: Runtime, batch_size: int,
+                  statistics: ScoreStatistics | None = None) -> dict[str, np.ndarray]:
+    """Every score of every item, as float64 arrays in dataset order: ``SCORE_NAMES`` with fitted
+    ``statistics``, ``BASE_SCORES`` without.
 
     Items are uint8 (S, S, 3) crops. The generator runs in eval mode without gradients; its mode is restored.
     """
     was_training = generator.training
     generator.eval()
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in SCORE_NAMES}
+    names = [*BASE_SCORES, *(["latent_bg_std"] if statistics is not None else []),
+             *(["fused", "deviation"] if statistics is not None and statistics.score_mean else [])]
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
     try:
         for batch in _as_batches(dataset, batch_size):
             images = images_to_model_input(batch, runtime)
             with runtime.autocast():
                 output = generator(images, with_clear_face=False)
-            for name, values in score_components(images, output).items():
-                parts[name].append(values.float().cpu().numpy().astype(np.float64))
+            for name, values in score_components(images, output, statistics).items():
+                if name in parts:
+                    parts[name].append(values.float().cpu().numpy().astype(np.float64))
     finally:
         generator.train(was_training)
     return {name: np.concatenate(values) if values else np.empty(0) for name, values in parts.items()}
+
+
+@torch.no_grad()
+def fit_score_statistics(generator: Generator, live_train: Dataset, runtime: Runtime, batch_size: int,
+                         fusion: tuple[str, ...] = DEFAULT_FUSION) -> ScoreStatistics:
+    """``ScoreStatistics`` from LIVE TRAINING crops only: z_bg's per-channel std, then the mean and std of each
+    fusion component. Nothing here may see calibration or test data (they would leak into the score)."""
+    if len(live_train) < 2:
+        raise ValueError(f"fitting score statistics needs at least 2 live training crops, got {len(live_train)}")
+    was_training = generator.training
+    generator.eval()
+    count, total, total_squares = 0, None, None
+    try:
+        for batch in _as_batches(live_train, batch_size):
+            images = images_to_model_input(batch, runtime)
+            with runtime.autocast():
+                background = generator.encoder(images).background.double()
+            values = background.transpose(0, 1).flatten(1)  # (C, N*h*w)
+            count += values.shape[1]
+            total = values.sum(dim=1) if total is None else total + values.sum(dim=1)
+            squares = values.square().sum(dim=1)
+            total_squares = squares if total_squares is None else total_squares + squares
+    finally:
+        generator.train(was_training)
+    variance = (total_squares / count - (total / count).square()).clamp_min(0)
+    channel_std = ScoreStatistics(tuple(float(v) for v in variance.sqrt().cpu()), fusion=fusion)
+    scores = score_dataset(generator, live_train, runtime, batch_size, channel_std)
+    return ScoreStatistics(channel_std.background_std,
+                           {name: float(scores[name].mean()) for name in fusion},
+                           {name: float(scores[name].std(ddof=1)) for name in fusion},
+                           fusion, len(live_train))
 
 
 def _to_unit_range(images: torch.Tensor) -> np.ndarray:

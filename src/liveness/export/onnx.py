@@ -68,14 +68,16 @@ def preprocessing(image_size: int) -> dict[str, Any]:
 class ScoringGraph(nn.Module):
     """images (N, 3, S, S) in [-1, 1] -> the configured score (N,): the generator, then ``score_components``."""
 
-    def __init__(self, generator: Generator, score: str) -> None:
+    def __init__(self, generator: Generator, score: str,
+                 statistics: score_module.ScoreStatistics | None = None) -> None:
         super().__init__()
         self.generator = generator
         self.score = score
+        self.statistics = statistics  # live-train statistics: constants in the graph
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         output = self.generator(images, with_clear_face=False)
-        return score_module.score_components(images, output)[self.score].to(torch.float32)
+        return score_module.score_components(images, output, self.statistics)[self.score].to(torch.float32)
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,8 @@ def bundle_metadata(config: BundleConfig) -> dict[str, str]:
     raw = config.to_json()
     return {"threshold": repr(float(config.threshold)), "score": config.score, "data": config.data,
             "model": _json(raw["model"]), "crop": _json(raw["crop"]), "detection": _json(raw["detection"]),
-            "preprocessing": _json(preprocessing(config.model.image_size)), "decision": DECISION}
+            "preprocessing": _json(preprocessing(config.model.image_size)), "decision": DECISION,
+            "selection": config.selection, "statistics": _json(raw.get("statistics"))}
 
 
 def config_from_metadata(metadata: dict[str, str], source: str = ONNX_FILE) -> BundleConfig:
@@ -113,7 +116,8 @@ def config_from_metadata(metadata: dict[str, str], source: str = ONNX_FILE) -> B
     try:
         raw = {"model": json.loads(metadata["model"]), "crop": json.loads(metadata["crop"]),
                "detection": json.loads(metadata["detection"]), "threshold": float(metadata["threshold"]),
-               "score": metadata["score"], "data": metadata["data"]}
+               "score": metadata["score"], "data": metadata["data"], "selection": metadata.get("selection", ""),
+               "statistics": json.loads(metadata.get("statistics", "null"))}
     except (KeyError, ValueError) as error:
         raise ValueError(f"{source} lacks the liveness metadata ({error}); "
                          "export it with `liveness export onnx`") from None
@@ -203,7 +207,7 @@ def _check_eager(graph: ScoringGraph, example: torch.Tensor) -> None:
     try:
         with torch.no_grad():
             output = graph.generator(example, with_clear_face=False)
-            components = score_module.score_components(example, output)
+            components = score_module.score_components(example, output, graph.statistics)
     except Exception as error:  # noqa: BLE001 - reported with the score's name
         raise OnnxExportError(f"score {graph.score!r}: scoring in torch failed before export: "
                               f"{_short(error)}") from error
@@ -228,7 +232,8 @@ def exporters_for(opset: int) -> tuple[str, ...]:
 
 def export_scoring_graph(generator: Generator, score: str, image_size: int, opset: int = DEFAULT_OPSET,
                          metadata: dict[str, str] | None = None,
-                         exporters: tuple[str, ...] | None = None) -> ExportResult:
+                         exporters: tuple[str, ...] | None = None,
+                         statistics: score_module.ScoreStatistics | None = None) -> ExportResult:
     """The ONNX scoring graph of ``generator`` for ``score`` at ``image_size`` px, checked against eager torch.
 
     A float32 CPU copy of the generator is exported in eval mode; ``generator`` itself is left as it was.
@@ -239,7 +244,7 @@ def export_scoring_graph(generator: Generator, score: str, image_size: int, opse
         raise ValueError(f"opset {opset} is too old; use {MIN_OPSET} or later")
     if image_size % 4:
         raise ValueError(f"image_size must be divisible by 4, got {image_size}")
-    graph = ScoringGraph(copy.deepcopy(generator).float().cpu(), score).eval()
+    graph = ScoringGraph(copy.deepcopy(generator).float().cpu(), score, statistics).eval()
     example = torch.rand(EXPORT_BATCH, 3, image_size, image_size, generator=torch.Generator().manual_seed(1)) * 2 - 1
     _check_eager(graph, example)
     failures: list[str] = []
@@ -281,7 +286,8 @@ def export_bundle(folder: Path, out: Path | None = None, opset: int = DEFAULT_OP
     config = read_bundle_config(folder)
     generator = load_generator(folder, config.model)
     metadata = bundle_metadata(config) | {"generator_sha256": file_sha256(folder / GENERATOR_WEIGHTS)}
-    result = export_scoring_graph(generator, config.score, config.model.image_size, opset, metadata)
+    result = export_scoring_graph(generator, config.score, config.model.image_size, opset, metadata,
+                                  statistics=config.statistics)
     out = Path(out) if out is not None else folder
     path = out / ONNX_FILE
     atomic_write_bytes(path, result.model.SerializeToString())

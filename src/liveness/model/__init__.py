@@ -24,8 +24,15 @@ Claim   What it claims                                              Code
         identity, latent consistency; G and D alternate; Adam       ``discriminator.Discriminator``,
                                                                     ``liveness.train.step.TrainingStep``
 9       Inference: Δ = d(z_bg, z_bg') against a threshold           ``score.latent_background_score``,
-                                                                    ``score.score_images``
+                                                                    ``score.score_images``; ``score_components``
+                                                                    names it ``latent_bg``
 ======  ==========================================================  ==============================================
+
+Beyond the claims (DESIGN §1.4, issue "scoring that works"): ``score.score_components`` also computes
+``latent_bg_cos``, ``latent_bg_std``, ``latent_face``, ``pixel``, ``pixel_hf`` and ``fused``; calibration
+reports all of them and may ship another one, chosen on calibration data only. ``losses.latent_consistency_loss``
+has the claimed form plus two scale-collapse remedies (``loss.latent_mode``). ``layers.he_init`` initialises the
+plain ReLU stacks so they train at all.
 
 Deviations we chose, with reasons, are in the docstrings of ``discriminator`` (strides + global pooling)
 and ``losses`` (non-saturating G loss).

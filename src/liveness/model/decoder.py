@@ -5,8 +5,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from liveness.model.layers import conv_relu_stack
+from liveness.model.layers import conv_relu_stack, he_init
 from liveness.model.profiles import WidthProfile
+
+
+def he_init_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
+    """A head's first conv3x3 (followed by ReLU), He-initialised like the stacks."""
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
+    he_init(conv)
+    return conv
 
 
 class Decoder(nn.Module):
@@ -29,7 +36,7 @@ class ClearFaceHead(nn.Module):
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int = 3) -> None:
         super().__init__()
         self.layers = nn.Sequential(
-            nn.Conv2d(in_channels, hidden_channels, kernel_size=3, padding=1),
+            he_init_conv(in_channels, hidden_channels),
             nn.ReLU(inplace=True),
             nn.Conv2d(hidden_channels, out_channels, kernel_size=3, padding=1),
             nn.Tanh(),
@@ -45,7 +52,7 @@ class RecombinationHead(nn.Module):
     def __init__(self, face_channels: int, background_channels: int, hidden_channels: int, out_channels: int = 3):
         super().__init__()
         self.layers = nn.Sequential(
-            nn.Conv2d(face_channels + background_channels, hidden_channels, kernel_size=3, padding=1),
+            he_init_conv(face_channels + background_channels, hidden_channels),
             nn.ReLU(inplace=True),
             nn.Conv2d(hidden_channels, out_channels, kernel_size=3, padding=1),
             nn.Tanh(),

@@ -51,10 +51,25 @@ def _mean_abs_per_sample(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.float() - b.float()).abs().flatten(1).mean(dim=1)
 
 
-def latent_consistency_loss(codes: LatentCodes, recodes: LatentCodes) -> torch.Tensor:
-    """L_lat = (1/K_face) ||z_face - z_face'||_1 + (1/K_bg) ||z_bg - z_bg'||_1, K the code's element count."""
+LATENT_MODES = ("patent", "stop_gradient", "relative")
+
+
+def latent_consistency_loss(codes: LatentCodes, recodes: LatentCodes, mode: str = "patent") -> torch.Tensor:
+    """L_lat = (1/K_face) ||z_face - z_face'||_1 + (1/K_bg) ||z_bg - z_bg'||_1, K the code's element count.
+
+    ``mode`` (DESIGN §1.4, scale collapse): ``patent`` as claimed; ``stop_gradient`` detaches E1's codes, so only
+    E2 is pulled towards them; ``relative`` divides each term by the (detached) mean |z| of E1's code per sample,
+    so making the codes small no longer makes the loss small.
+    """
+    if mode not in LATENT_MODES:
+        raise ValueError(f"latent consistency mode {mode!r} is not one of {LATENT_MODES}")
+    if mode == "stop_gradient":
+        codes = LatentCodes(codes.face.detach(), codes.background.detach())
     face = _mean_abs_per_sample(codes.face, recodes.face)
     background = _mean_abs_per_sample(codes.background, recodes.background)
+    if mode == "relative":
+        face = face / (codes.face.detach().float().abs().flatten(1).mean(dim=1) + 1e-6)
+        background = background / (codes.background.detach().float().abs().flatten(1).mean(dim=1) + 1e-6)
     return (face + background).mean()
 
 

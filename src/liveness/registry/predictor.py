@@ -18,9 +18,9 @@ import torch
 from liveness.config import CropParams, DetectionParams, ModelParams
 from liveness.data.decode import ImageRejected, decode_bytes
 from liveness.data.faces import FaceDetector, align_and_crop, choose_face
-from liveness.evaluate.scoring import GENERATOR_WEIGHTS, SCORE_NAMES, load_generator
+from liveness.evaluate.scoring import GENERATOR_WEIGHTS, load_generator
 from liveness.io import atomic_write_json
-from liveness.model.score import score_components
+from liveness.model.score import SCORE_NAMES, STATISTIC_SCORES, ScoreStatistics, score_components
 
 CONFIG_FILE = "config.json"
 Label = Literal["live", "spoof", "no_face", "rejected"]
@@ -38,21 +38,30 @@ class BundleConfig:
     threshold: float
     score: str
     data: Literal["synthetic", "real"]
+    statistics: ScoreStatistics | None = None  # live-train statistics of the standardised and fused scores
+    selection: str = ""  # why this score ships (calibrate's selection reason)
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model.model_dump(mode="json"), "crop": self.crop.model_dump(mode="json"),
-                "detection": self.detection.model_dump(mode="json"), "threshold": self.threshold,
-                "score": self.score, "data": self.data}
+        raw = {"model": self.model.model_dump(mode="json"), "crop": self.crop.model_dump(mode="json"),
+               "detection": self.detection.model_dump(mode="json"), "threshold": self.threshold,
+               "score": self.score, "data": self.data, "selection": self.selection}
+        if self.statistics is not None:
+            raw["statistics"] = self.statistics.to_json()
+        return raw
 
     @classmethod
     def from_json(cls, raw: dict[str, Any], source: str = CONFIG_FILE) -> "BundleConfig":
         try:
+            statistics = ScoreStatistics.from_json(raw["statistics"]) if raw.get("statistics") else None
             config = cls(ModelParams(**raw["model"]), CropParams(**raw["crop"]), DetectionParams(**raw["detection"]),
-                         float(raw["threshold"]), str(raw["score"]), raw["data"])
+                         float(raw["threshold"]), str(raw["score"]), raw["data"], statistics, str(raw.get("selection", "")))
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{source} is not a valid model config ({error}); re-register the model") from None
         if config.score not in SCORE_NAMES:
             raise ValueError(f"{source}: score {config.score!r} is not one of {SCORE_NAMES}; re-register the model")
+        if config.score in STATISTIC_SCORES and (config.statistics is None or not config.statistics.score_mean):
+            raise ValueError(f"{source}: score {config.score!r} needs live-train statistics, which the config lacks; "
+                             "re-register from a calibrate run (it writes reports/score_statistics.json)")
         if config.crop.size != config.model.image_size:
             raise ValueError(f"{source}: crop size {config.crop.size} differs from model.image_size "
                              f"{config.model.image_size}; set curate.crop.size to the size the model was trained on")
@@ -155,7 +164,7 @@ class Predictor:
             return self.onnx_scorer.score_crops(np.stack(crops)).astype(np.float64).tolist()
         batch = torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
         output = self.generator(batch, with_clear_face=False)
-        return score_components(batch, output)[self.config.score].float().cpu().tolist()
+        return score_components(batch, output, self.config.statistics)[self.config.score].float().cpu().tolist()
 
 
 def _as_rgb(item: bytes | np.ndarray, source: str) -> np.ndarray:

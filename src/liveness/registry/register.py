@@ -24,6 +24,7 @@ from liveness.config import Params, RegisterParams
 from liveness.evaluate.scoring import GENERATOR_WEIGHTS
 from liveness.io import atomic_write_json
 from liveness.registry import pyfunc_model
+from liveness.model.score import ScoreStatistics
 from liveness.registry.predictor import CONFIG_FILE, BundleConfig, write_config
 from liveness.registry.store import tracking_uri, use_experiment
 
@@ -76,6 +77,48 @@ def read_metrics(path: Path) -> dict[str, Any]:
     return metrics
 
 
+def read_statistics(metrics_path: Path, metrics: dict[str, Any]) -> ScoreStatistics | None:
+    """The live-train score statistics calibrate wrote beside ``metrics.json`` (None for older metrics)."""
+    entry = metrics.get("statistics") or {}
+    if not entry.get("file"):
+        return None
+    path = Path(metrics_path).parent / entry["file"]
+    if not path.is_file():
+        raise FileNotFoundError(f"score statistics {path} (named in {metrics_path}) not found; re-run calibrate")
+    return ScoreStatistics.from_json(json.loads(path.read_text()))
+
+
+BLIND_SPOT_AUC = 0.90  # a species below this test AUC is listed as a blind spot
+
+
+def _species_rows(metrics: dict[str, Any]) -> list[str]:
+    rows = []
+    for species, row in sorted((metrics.get("test_per_species") or {}).items()):
+        seen = "**unseen** (held out of calibration)" if row.get("unseen") else "seen in calibration"
+        rows.append(f"| {species} | {_fmt(row.get('auc'))} | {_fmt(row.get('eer'))} | {_fmt(row.get('bpcer100'))} | {seen} |")
+    return rows
+
+
+def _calibration_rows(metrics: dict[str, Any]) -> list[str]:
+    table = metrics.get("calibration") or {}
+    species = sorted({key.split("/")[0] for row in table.values() for key in row if key.endswith("/auc")})
+    header = ["| score | pooled AUC | " + " | ".join(f"{name} AUC" for name in species) + " |",
+              "|---|---|" + "---|" * len(species)]
+    return header + [f"| `{score}` | {_fmt(row.get('auc'))} | " + " | ".join(_fmt(row.get(f"{name}/auc")) for name in species)
+                     + " |" for score, row in table.items()]
+
+
+def _blind_spots(metrics: dict[str, Any]) -> list[str]:
+    spots = [f"`{species}`: test AUC {_fmt(row.get('auc'))}, BPCER100 {_fmt(row.get('bpcer100'))}"
+             + (" (held out of calibration)" if row.get("unseen") else "")
+             for species, row in sorted((metrics.get("test_per_species") or {}).items())
+             if row.get("auc") is None or row["auc"] < BLIND_SPOT_AUC]
+    spots.append("Attacks that leave the background live (3D masks, partial masks worn by a live person) are not "
+                 "in the evaluation data; our reading of the method (DESIGN §1.4) found a mask-like attack "
+                 "invisible to every score. Treat them as undetected.")
+    return spots
+
+
 def model_card(name: str, metrics: dict[str, Any], config: BundleConfig, digest: str) -> str:
     """Markdown: data source, test metrics at the frozen threshold, and known limits."""
     synthetic = config.data == "synthetic"
@@ -94,7 +137,12 @@ def model_card(name: str, metrics: dict[str, Any], config: BundleConfig, digest:
         title, "", f"- data: {config.data}", f"- score: `{config.score}`, threshold {config.threshold:.6g}",
         f"- model: profile {config.model.profile}, {config.model.image_size} px", f"- content hash: `{digest}`", "",
         "## Test metrics (ISO/IEC 30107-3; ACER is not ISO)", "", "| metric | value | 95% CI |", "|---|---|---|",
-        *rows, "", "## Known limits", "", *(f"- {limit}" for limit in limits), "",
+        *rows, "", "## Per attack species (test split, shipped score)", "",
+        "| species | AUC | EER | BPCER100 | calibration |", "|---|---|---|---|---|", *_species_rows(metrics), "",
+        "## Why this score", "", config.selection or "n/a", "",
+        "## Every score on the calibration split", "", *_calibration_rows(metrics), "",
+        "## Known blind spots", "", *(f"- {spot}" for spot in _blind_spots(metrics)), "",
+        "## Known limits", "", *(f"- {limit}" for limit in limits), "",
     ])
 
 
@@ -184,7 +232,8 @@ def register(params: Params) -> Registration:
     if not weights.is_file():
         raise FileNotFoundError(f"generator weights {weights} not found; train first or set register.model_dir")
     config = BundleConfig(params.model, params.curate.crop, params.curate.detection, float(metrics["threshold"]),
-                          metrics["score"], metrics["data"])
+                          metrics["score"], metrics["data"], read_statistics(settings.metrics, metrics),
+                          (metrics.get("selection") or {}).get("reason", ""))
     uri = tracking_uri(settings.tracking_uri)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)

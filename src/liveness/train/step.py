@@ -36,6 +36,7 @@ class TrainingStep:
         optimizer_d: torch.optim.Optimizer,
         weights: LossWeights,
         runtime: Runtime,
+        latent_mode: str = "patent",
     ) -> None:
         self.generator = generator
         self.discriminator = discriminator
@@ -45,6 +46,7 @@ class TrainingStep:
         self.optimizer_d = optimizer_d
         self.weights = weights
         self.runtime = runtime
+        self.latent_mode = latent_mode
 
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run one iteration on images in [-1, 1]; returns the detached losses."""
@@ -69,7 +71,7 @@ class TrainingStep:
                 terms = {
                     "pixel": pixel_loss(images, output.reconstruction.float()),
                     "adversarial": generator_adversarial_loss(logits_for_g),
-                    "latent": latent_consistency_loss(output.codes, output.recodes),
+                    "latent": latent_consistency_loss(output.codes, output.recodes, self.latent_mode),
                 }
                 if self.identity is not None:
                     with torch.no_grad():

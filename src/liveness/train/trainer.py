@@ -244,7 +244,7 @@ class Trainer:
             discriminator_for_g = torch.compile(discriminator)
         step_fn = TrainingStep(
             train_generator, train_discriminator, discriminator_for_g, identity, optimizer_g, optimizer_d,
-            LossWeights(**params.loss.model_dump()), runtime,
+            LossWeights(**params.loss.model_dump(exclude={"latent_mode"})), runtime, params.loss.latent_mode,
         )
 
         sampler = DistributedSampler(dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True,

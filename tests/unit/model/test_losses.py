@@ -109,3 +109,46 @@ class TestWeightedSum:
     def test_identity_term_counts_when_present(self):
         terms = {"pixel": torch.tensor(1.0), "identity": torch.tensor(0.5)}
         assert weighted_generator_loss(terms, LossWeights(pixel=1, identity=4)).item() == pytest.approx(3.0)
+
+
+class TestLatentModes:
+    """loss.latent_mode: the scale-collapse remedies of DESIGN §1.4."""
+
+    def _codes(self):
+        from liveness.model.encoder import LatentCodes
+
+        torch.manual_seed(0)
+        codes = LatentCodes(torch.randn(2, 3, 2, 2, requires_grad=True), torch.randn(2, 3, 2, 2, requires_grad=True))
+        recodes = LatentCodes(torch.randn(2, 3, 2, 2, requires_grad=True), torch.randn(2, 3, 2, 2, requires_grad=True))
+        return codes, recodes
+
+    def test_patent_mode_pulls_both_encoders(self):
+        codes, recodes = self._codes()
+        latent_consistency_loss(codes, recodes, "patent").backward()
+        assert codes.background.grad.abs().sum() > 0 and recodes.background.grad.abs().sum() > 0
+
+    def test_stop_gradient_leaves_e1_codes_alone_with_the_same_value(self):
+        codes, recodes = self._codes()
+        loss = latent_consistency_loss(codes, recodes, "stop_gradient")
+        loss.backward()
+        assert codes.background.grad is None and codes.face.grad is None
+        assert recodes.background.grad.abs().sum() > 0
+        assert loss.item() == pytest.approx(latent_consistency_loss(codes, recodes, "patent").item())
+
+    def test_relative_mode_does_not_reward_shrinking_the_codes(self):
+        from liveness.model.encoder import LatentCodes
+
+        codes, recodes = self._codes()
+        small = LatentCodes(codes.face * 0.01, codes.background * 0.01)
+        small_recodes = LatentCodes(recodes.face * 0.01, recodes.background * 0.01)
+        patent_ratio = (latent_consistency_loss(small, small_recodes, "patent")
+                        / latent_consistency_loss(codes, recodes, "patent"))
+        relative_ratio = (latent_consistency_loss(small, small_recodes, "relative")
+                          / latent_consistency_loss(codes, recodes, "relative"))
+        assert patent_ratio.item() == pytest.approx(0.01, rel=1e-4)
+        assert relative_ratio.item() == pytest.approx(1.0, rel=1e-3)
+
+    def test_unknown_mode_is_refused(self):
+        codes, recodes = self._codes()
+        with pytest.raises(ValueError, match="not one of"):
+            latent_consistency_loss(codes, recodes, "nope")

@@ -122,3 +122,28 @@ class TestProfiles:
     def test_unknown_profile_name(self):
         with pytest.raises(KeyError, match="unknown width profile"):
             get_profile("nope")
+
+
+class TestHeInit:
+    """The plain ReLU stacks must pass a signal through at init, or L_pix barely moves (see layers.he_init)."""
+
+    def test_signal_keeps_its_scale_through_a_nine_conv_stack(self):
+        from liveness.model.layers import conv_relu_stack
+        from liveness.model.profiles import PROFILES
+
+        torch.manual_seed(0)
+        stack, _ = conv_relu_stack(3, PROFILES["small"].encoder)
+        image = torch.randn(4, 3, 32, 32)
+        with torch.no_grad():
+            out = stack(image)
+        # PyTorch's default init leaves about 1e-3 of the input's scale after 9 ReLU layers
+        ratio = out.pow(2).mean().sqrt() / image.pow(2).mean().sqrt()
+        assert 0.2 < ratio < 5, ratio
+
+    def test_biases_start_at_zero(self):
+        from liveness.model.generator import Generator
+        from liveness.model.profiles import PROFILES
+
+        generator = Generator(PROFILES["tiny"])
+        first = generator.encoder.features[0]
+        assert torch.count_nonzero(first.bias) == 0

@@ -42,3 +42,94 @@ class TestBatchIndependence:
         generator = Generator(PROFILES["tiny"]).train()
         score_images(generator, torch.zeros(1, 3, 32, 32))
         assert generator.training
+
+
+from types import SimpleNamespace  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from liveness.model.encoder import LatentCodes  # noqa: E402
+from liveness.model.score import (  # noqa: E402
+    BASE_SCORES,
+    SCORE_NAMES,
+    ScoreStatistics,
+    high_pass_residual_score,
+    score_components,
+)
+
+
+def _output(background, recoded_background, reconstruction):
+    face = torch.zeros(background.shape[0], 1, 1, 1)
+    return SimpleNamespace(codes=LatentCodes(face, background), recodes=LatentCodes(face, recoded_background),
+                           reconstruction=reconstruction)
+
+
+class TestScoreComponents:
+    def test_hand_computed_values(self):
+        # one sample, 2 channels of 1x2: z_bg = [[1, 1], [2, 2]], z_bg' = [[2, 2], [2, 2]]
+        background = torch.tensor([[[[1.0, 1.0]], [[2.0, 2.0]]]])
+        recoded = torch.tensor([[[[2.0, 2.0]], [[2.0, 2.0]]]])
+        image = torch.zeros(1, 3, 4, 4)
+        statistics = ScoreStatistics((0.5, 2.0), {"latent_bg": 0.25, "pixel": 0.0},
+                                     {"latent_bg": 0.5, "pixel": 1.0}, ("latent_bg", "pixel"))
+        scores = score_components(image, _output(background, recoded, torch.full((1, 3, 4, 4), 0.5)), statistics)
+        assert set(scores) == set(SCORE_NAMES)
+        assert scores["latent_bg"].item() == pytest.approx(0.5)  # mean |diff| over 4 values: (1+1+0+0)/4
+        cosine = (1 * 2 * 2 + 2 * 2 * 2) / (np.sqrt(1 + 1 + 4 + 4) * np.sqrt(16))
+        assert scores["latent_bg_cos"].item() == pytest.approx(1 - cosine, rel=1e-5)
+        assert scores["latent_bg_std"].item() == pytest.approx((1 / 0.5 + 0 / 2.0) / 2)  # channel 1 diff 1, std 0.5
+        assert scores["pixel"].item() == pytest.approx(0.5)
+        assert scores["pixel_hf"].item() == pytest.approx(0.0, abs=1e-7)  # a flat residual has no fine detail
+        # fused: mean of ((0.5 - 0.25) / 0.5, (0.5 - 0) / 1) = (0.5 + 0.5) / 2
+        assert scores["fused"].item() == pytest.approx(0.5)
+        assert scores["deviation"].item() == pytest.approx(0.5)  # rms of (0.5, 0.5)
+
+    def test_deviation_is_two_sided(self):
+        """Too small a gap is as atypical of live as too large a one: fused tells them apart, deviation does not."""
+        statistics = ScoreStatistics((1.0,), {"pixel": 0.5}, {"pixel": 0.1}, ("pixel",))
+        background = torch.zeros(2, 1, 1, 1)
+        image = torch.zeros(2, 3, 2, 2)
+        reconstruction = torch.stack([torch.full((3, 2, 2), 0.3), torch.full((3, 2, 2), 0.7)])  # z = -2 and +2
+        scores = score_components(image, _output(background, background, reconstruction), statistics)
+        assert scores["fused"].tolist() == pytest.approx([-2.0, 2.0])
+        assert scores["deviation"].tolist() == pytest.approx([2.0, 2.0])
+
+    def test_without_statistics_only_the_base_scores(self):
+        background = torch.randn(2, 2, 2, 2)
+        scores = score_components(torch.zeros(2, 3, 4, 4), _output(background, background * 2, torch.zeros(2, 3, 4, 4)))
+        assert tuple(scores) == BASE_SCORES
+
+    def test_high_pass_sees_a_checkerboard_but_not_a_ramp(self):
+        ramp = torch.linspace(-1, 1, 16).repeat(1, 3, 16, 1)
+        checker = ((torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2).float().expand(1, 3, 16, 16) * 0.2
+        zero = torch.zeros(1, 3, 16, 16)
+        assert high_pass_residual_score(ramp * 0.1, zero).item() < 0.01
+        assert high_pass_residual_score(checker, zero).item() > 0.05
+
+    def test_statistics_round_trip_through_json(self):
+        statistics = ScoreStatistics((0.1, 0.2), {"pixel": 1.0}, {"pixel": 2.0}, ("pixel",), 9)
+        assert ScoreStatistics.from_json(statistics.to_json()) == statistics
+
+    def test_fusion_of_fused_is_refused(self):
+        with pytest.raises(ValueError, match="not scores"):
+            ScoreStatistics((1.0,), fusion=("fused",))
+        with pytest.raises(ValueError, match="not scores"):
+            ScoreStatistics((1.0,), fusion=("deviation",))
+
+
+class TestEveryScoreIsBatchIndependent:
+    def test_with_statistics(self):
+        torch.manual_seed(0)
+        generator = Generator(PROFILES["tiny"]).eval()
+        images = torch.rand(5, 3, 32, 32) * 2 - 1
+        statistics = ScoreStatistics(tuple(float(v) for v in torch.rand(PROFILES["tiny"].latent_channels) + 0.1),
+                                     {name: 0.1 for name in ("latent_bg_std", "pixel", "pixel_hf")},
+                                     {name: 0.2 for name in ("latent_bg_std", "pixel", "pixel_hf")},
+                                     ("latent_bg_std", "pixel", "pixel_hf"))
+        with torch.no_grad():
+            in_batch = score_components(images, generator(images, with_clear_face=False), statistics)
+            alone = [score_components(images[i:i + 1], generator(images[i:i + 1], with_clear_face=False), statistics)
+                     for i in range(5)]
+        for name in SCORE_NAMES:
+            torch.testing.assert_close(torch.cat([item[name] for item in alone]), in_batch[name], rtol=1e-5, atol=1e-6)
+            assert in_batch[name].std() > 0, name
