@@ -84,7 +84,11 @@ def test_dvc_repro_runs_caches_and_reruns_only_what_changed(repro):
     registered = json.loads((project / "reports" / "registered.json").read_text())
     assert registered["version"] == "1"
     metrics = json.loads((project / "reports" / "metrics.json").read_text())
-    assert metrics["data"] == "synthetic" and metrics["score"] == "latent_bg"
+    assert metrics["data"] == "synthetic" and metrics["score"] == metrics["selection"]["chosen"]
+    assert metrics["selection"]["rule"] == "worst_species_auc"  # params.yaml ships score: auto
+    assert metrics["test_per_species"]["replay_pc"]["unseen"] is True  # held out of calibration
+    assert (project / "reports" / "score_statistics.json").is_file()
+    assert (project / "reports" / "calibration_scores.md").is_file()
     assert (project / "reports" / "plots" / "roc.png").is_file()
     assert (project / "dvc.lock").is_file()
 
