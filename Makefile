@@ -36,6 +36,7 @@ demo: setup
 	@echo
 	@echo "SYNTHETIC demo done. Look at:"
 	@echo "  reports/metrics.json, reports/plots/*.png   calibration and ISO/IEC 30107-3 test metrics"
+	@echo "  reports/calibration_scores.md   every score on calibration; which one ships and why"
 	@echo "  reports/curation/summary.md, reports/spoof/summary.md   curation reports"
 	@echo "  $(VENV)/bin/dvc metrics show ; $(VENV)/bin/dvc plots show   (HTML needs internet for its scripts; PNGs are offline)"
 	@echo "  $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db   runs of every stage, the registry"
@@ -43,6 +44,7 @@ demo: setup
 
 bench: setup
 	$(PY) bench/train_throughput.py --device auto
+	$(PY) bench/infer_latency.py
 
 # Re-pin every package from a fresh resolve of pyproject's dependencies (needs the package registry).
 lock:

@@ -37,6 +37,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "double_training": {"train.epochs": "double"},
     "profile_tiny": {"model.profile": "tiny"},
     "profile_deploy": {"model.profile": "deploy"},
+    "profile_patent": {"model.profile": "patent"},
 }
 MAIN_ROWS = ("baseline", "latent_stop_gradient", "latent_relative")
 

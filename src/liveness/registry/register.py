@@ -108,6 +108,17 @@ def _calibration_rows(metrics: dict[str, Any]) -> list[str]:
                      + " |" for score, row in table.items()]
 
 
+def _patent_score_note(metrics: dict[str, Any]) -> str:
+    """Plainly: is the patent's Δ what ships, and if not, how it compared on calibration."""
+    if metrics.get("score") == "latent_bg":
+        return "The shipped score is the patent's Δ (`latent_bg`)."
+    table = metrics.get("calibration") or {}
+    patent, shipped = table.get("latent_bg") or {}, table.get(metrics.get("score")) or {}
+    return (f"The patent's Δ (`latent_bg`) is **not** shipped: on the calibration split its pooled AUC was "
+            f"{_fmt(patent.get('auc'))} against {_fmt(shipped.get('auc'))} for `{metrics.get('score')}`. No training "
+            "change we tried made it competitive (README, \"Scores: what ships and why\").")
+
+
 def _blind_spots(metrics: dict[str, Any]) -> list[str]:
     spots = [f"`{species}`: test AUC {_fmt(row.get('auc'))}, BPCER100 {_fmt(row.get('bpcer100'))}"
              + (" (held out of calibration)" if row.get("unseen") else "")
@@ -139,7 +150,7 @@ def model_card(name: str, metrics: dict[str, Any], config: BundleConfig, digest:
         "## Test metrics (ISO/IEC 30107-3; ACER is not ISO)", "", "| metric | value | 95% CI |", "|---|---|---|",
         *rows, "", "## Per attack species (test split, shipped score)", "",
         "| species | AUC | EER | BPCER100 | calibration |", "|---|---|---|---|---|", *_species_rows(metrics), "",
-        "## Why this score", "", config.selection or "n/a", "",
+        "## Why this score", "", config.selection or "n/a", "", _patent_score_note(metrics), "",
         "## Every score on the calibration split", "", *_calibration_rows(metrics), "",
         "## Known blind spots", "", *(f"- {spot}" for spot in _blind_spots(metrics)), "",
         "## Known limits", "", *(f"- {limit}" for limit in limits), "",

@@ -80,3 +80,4 @@ def test_model_card_says_why_and_lists_blind_spots_with_numbers():
     assert "`replay_pc`: test AUC 0.62" in blind and "print_a4" not in blind  # 0.95 is above the bar
     assert "background live" in blind and "masks" in blind
     assert "| `latent_bg` | 0.3 | 0.2 |" in card
+    assert "The patent's Δ (`latent_bg`) is **not** shipped: on the calibration split its pooled AUC was 0.3 against 0.8" in card
