@@ -160,8 +160,8 @@ def test_export_follows_score_components_not_a_copy(exported, monkeypatch):
     generator, size, original = exported["tiny"]
     real = score_module.score_components
 
-    def changed(image, output):
-        components = real(image, output)
+    def changed(image, output, statistics=None):
+        components = real(image, output, statistics)
         return {**components, "latent_bg": components["latent_bg"] * 2 + components["pixel"]}
 
     images = np.random.default_rng(3).uniform(-1, 1, (2, 3, size, size)).astype(np.float32)
@@ -177,8 +177,8 @@ def test_untraceable_score_fails_naming_it(exported, monkeypatch):
     generator, size, _ = exported["tiny"]
     real = score_module.score_components
 
-    def with_numpy_score(image, output):  # leaves torch: no exporter can reproduce it
-        components = real(image, output)
+    def with_numpy_score(image, output, statistics=None):  # leaves torch: no exporter can reproduce it
+        components = real(image, output, statistics)
         values = components["latent_bg"].detach().numpy()
         return {**components, "host_side": torch.from_numpy(np.sqrt(values) + float(values.mean()))}
 
