@@ -246,7 +246,7 @@ def _write_plots(out: Path, test: pd.DataFrame, score: str, threshold: float, pr
 def _fit_statistics(generator: Generator, live: _ShardFolder, settings: CalibrateParams,
                     runtime: Runtime) -> ScoreStatistics:
     """Statistics of the standardised and fused scores, from live TRAINING crops only."""
-    if settings.statistics_split in (settings.live_split,):
+    if settings.statistics_split == settings.live_split:
         raise ValueError(f"calibrate.statistics_split {settings.statistics_split!r} is also the calibration split "
                          f"(calibrate.live_split); fit statistics on live training crops, e.g. `train`")
     dataset = live.split(settings.statistics_split, "statistics_split")
