@@ -10,7 +10,6 @@ score's test AUC per species.
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import statistics as stats
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from liveness.config import Params, load_params
-from liveness.io import atomic_write_bytes, atomic_write_json
+from liveness.io import atomic_write_bytes, atomic_write_json, json_safe
 
 EXPERIMENT = "liveness-ablations"
 
@@ -205,20 +204,6 @@ def run_ablations(params_path: Path, rows: list[str], seeds: list[int], out_dir:
                 on_run(result)
             table = summary_table(results)
             atomic_write_json(out_dir / "ablations.json", {"data": "synthetic" if synthetic else "real",
-                                                           "command": command, "rows": _json_safe(table)})
+                                                           "command": command, "rows": json_safe(table)})
             atomic_write_bytes(out_dir / "ablations.md", markdown(table, synthetic, command).encode())
     return table
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def read_table(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())

@@ -28,7 +28,7 @@ from liveness.evaluate import plots
 from liveness.evaluate.metrics import bootstrap_ci, metric_report
 from liveness.evaluate.scoring import SCORE_NAMES, decompose, fit_score_statistics, load_generator, score_dataset
 from liveness.evaluate.thresholds import choose_threshold
-from liveness.io import atomic_write_bytes, atomic_write_json
+from liveness.io import atomic_write_bytes, atomic_write_json, json_safe
 from liveness.model.generator import Generator
 from liveness.model.score import ScoreStatistics
 from liveness.train.runtime import Runtime, resolve_runtime
@@ -192,17 +192,6 @@ def _counts(frame: pd.DataFrame, prefix: str) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN -> None (JSON has no NaN), numpy scalars -> Python, recursively."""
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
 def _decomposition_rows(test: pd.DataFrame, seed: int) -> pd.DataFrame:
     """Up to ``DECOMPOSITION_SAMPLES`` random test rows of bona fide, then of each attack species."""
     rng = np.random.default_rng(seed)
@@ -321,7 +310,7 @@ def calibrate(params: Params) -> dict[str, Any]:
     per_species = _per_species(test, score, threshold)
     for name, row in per_species.items():
         row["unseen"] = name in settings.holdout_species
-    metrics = _json_safe({
+    metrics = json_safe({
         "data": "synthetic" if synthetic else "real",
         "score": score,
         "selection": selection,
