@@ -13,7 +13,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from liveness.config import load_params
-from liveness.evaluate.calibrate import SCORE_TABLE_FILE, STATISTICS_FILE, calibrate
+from liveness.evaluate.calibrate import SCORE_TABLE_FILE, SKEW_FILE, STATISTICS_FILE, calibrate
 from pipeline.tracking import stage_run
 
 HEADLINE = ("auc", "eer", "hter", "max_apcer", "bpcer", "bpcer20", "bpcer100")
@@ -32,11 +32,21 @@ def calibrate_flow(params_path: str = "params.yaml") -> dict:
         mlflow.log_metrics({f"calibration_{score}_{key.replace('/', '_')}": float(value)
                             for score, row in metrics["calibration"].items() for key, value in row.items()
                             if isinstance(value, (int, float)) and value == value})
+        mlflow.log_metrics({name: float(value) for name, value in {
+            "shortcut_auc": metrics.get("shortcut_auc"),
+            "reconstruction_psnr_db": (metrics.get("reconstruction") or {}).get("psnr_db"),
+            "reconstruction_ssim": (metrics.get("reconstruction") or {}).get("ssim")}.items()
+            if isinstance(value, (int, float)) and value == value})
+        mlflow.log_metrics({f"test_{species}_{key}_vs_baseline": float(row[key])
+                            for species, row in (metrics.get("comparison") or {}).items()
+                            for key in ("difference", "ci_low", "ci_high", "baseline_auc")
+                            if isinstance(row.get(key), (int, float)) and row[key] == row[key]})
         mlflow.set_tag("shipped_score", metrics["score"])
         report_dir = params.calibrate.report_dir
         mlflow.log_artifact(str(report_dir / "metrics.json"))
         mlflow.log_artifact(str(report_dir / SCORE_TABLE_FILE))
         mlflow.log_artifact(str(report_dir / STATISTICS_FILE))
+        mlflow.log_artifact(str(report_dir / SKEW_FILE))
         mlflow.log_artifacts(str(report_dir / "plots"), artifact_path="plots")
     rows = [{"metric": name, "value": test.get(name), "ci_low": test.get(f"{name}_ci_low"),
              "ci_high": test.get(f"{name}_ci_high")} for name in HEADLINE if name in test]

@@ -328,49 +328,29 @@ def export_onnx(
 @app.command()
 def predict(
     paths: Annotated[list[Path], typer.Argument(help="Images, folders (searched recursively) and videos.")],
-    model: Annotated[str, typer.Option(help="models:/<name>@<alias>, models:/<name>/<version>, or a local pyfunc model folder; with --backend onnx, a folder holding model.onnx (`liveness export onnx`).")] = DEFAULT_MODEL,
+    model: Annotated[str, typer.Option(help="models:/<name>@<alias>, models:/<name>/<version>, a local pyfunc model folder or a model bundle folder (config.json + generator.pt); with --backend onnx, a folder holding model.onnx (`liveness export onnx`).")] = DEFAULT_MODEL,
     frames: Annotated[int, typer.Option(min=1, help="Frames sampled evenly from each video.")] = 5,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = 16,
     params_path: Annotated[Path, typer.Option("--params", help="params.yaml whose register section names the tracking store.")] = Path("params.yaml"),
-    backend: Annotated[Literal["torch", "onnx"], typer.Option(help="torch: the MLflow pyfunc model; onnx: onnxruntime on the exported model.onnx.")] = "torch",
+    backend: Annotated[Literal["torch", "onnx"], typer.Option(help="torch: the MLflow pyfunc model (a bundle folder is scored directly); onnx: onnxruntime on the exported model.onnx.")] = "torch",
 ) -> None:
     """Score images and videos with a registered model; one JSON line per image or frame on stdout.
 
-    Exits 1 when any input failed (unreadable, rejected by the decoder, several faces), naming its reason.
+    Each row carries trained_on ("synthetic" or "real") and model {name, version, uri}; a model trained on
+    synthetic data that scores an image also prints one warning on stderr. Exits 1 when any input failed
+    (unreadable, rejected by the decoder, several faces), naming its reason.
     """
     import json
 
-    import mlflow
-    import pandas as pd
-    from mlflow.exceptions import MlflowException
+    from rich.markup import escape
 
-    if backend == "onnx":
-        import tempfile
+    from liveness.registry.predictor import synthetic_warning
 
-        from liveness.registry.predictor import Predictor
-
-        with tempfile.TemporaryDirectory(prefix="liveness-predict-") as workdir:
-            try:
-                predictor = Predictor(_model_bundle(model, params_path, Path(workdir)), backend="onnx")
-            except FileNotFoundError as error:
-                _fail(str(error) if Path(model).is_dir() else
-                      f"{model} has no model.onnx (the registry holds the torch bundle): run `liveness export onnx "
-                      f"--model {model}`, then pass --model {_default_export_dir(model)}")
-            except ValueError as error:
-                _fail(str(error))
-        score = lambda images: [p.as_dict() for p in predictor.predict(images)]  # noqa: E731
-    else:
-        _registry_settings(params_path)
-        try:
-            loaded = mlflow.pyfunc.load_model(model)
-        except (MlflowException, OSError) as error:
-            _fail(f"cannot load model {model}: {error}. Register one (`python -m pipeline.register`, "
-                  "`liveness promote`) or pass --model")
-        score = lambda images: loaded.predict(pd.DataFrame({"image": images})).to_dict("records")  # noqa: E731
+    info, trained_on, score = _predict_model(model, params_path, backend)
     items = _predict_inputs(paths, frames)
     if not items:
         _fail(f"no image or video found under {', '.join(map(str, paths))}")
-    failures = 0
+    failures, warned = 0, False
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
         readable = [item for item in chunk if item[2] is not None]
@@ -378,13 +358,85 @@ def predict(
         for path, frame, data, reason in chunk:
             row = next(outputs) if data is not None else {"face_found": False, "box": None, "score": None,
                                                           "threshold": None, "label": "rejected", "reason": reason}
-            row = {"path": path, "frame": frame, **{key: _json_value(value) for key, value in row.items()}}
+            row = {"path": path, "frame": frame, **{key: _json_value(value) for key, value in row.items()},
+                   "trained_on": trained_on, "model": info}
+            if trained_on == "synthetic" and row["score"] is not None and not warned:
+                console.print(f"[bold yellow]warning:[/] {escape(synthetic_warning(info['name'], info['version']))}",
+                              highlight=False)
+                warned = True
             print(json.dumps(row), flush=True)
             if row["label"] == "rejected":
                 failures += 1
                 console.print(f"[red]failed:[/] {path}{'' if frame is None else f' frame {frame}'}: {row['reason']}")
     if failures:
         _fail(f"{failures} of {len(items)} inputs failed", code=1)
+
+
+def _predict_model(model: str, params_path: Path, backend: str):
+    """(model {name, version, uri}, trained_on, images -> rows) for ``liveness predict``.
+
+    The name and version come from the same source ``liveness serve`` uses (``registry.resolve``): the registry
+    name and the version an alias points at now (that version is then loaded), or a folder's name and "local".
+    """
+    import tempfile
+
+    import mlflow
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    from liveness.registry.predictor import Predictor
+    from liveness.registry.resolve import RegistrySource, bundle_folder, open_source, parse_model_uri
+    from liveness.registry.store import tracking_uri
+
+    def cannot_load(error: Exception) -> None:
+        _fail(f"cannot load model {model}: {error}. Register one (`python -m pipeline.register`, "
+              "`liveness promote`) or pass --model")
+
+    try:
+        remote = parse_model_uri(model) is not None
+    except ValueError as error:
+        _fail(str(error))
+    store = tracking_uri(_registry_settings(params_path).tracking_uri) if remote else None
+    try:
+        source = open_source(model, store)
+        revision = source.revision()
+    except FileNotFoundError as error:
+        _fail(str(error))
+    except (MlflowException, OSError) as error:
+        cannot_load(error)
+    info = {"name": source.name, "version": source.version(revision), "uri": source.uri}
+    if backend == "onnx":
+        with tempfile.TemporaryDirectory(prefix="liveness-predict-") as workdir:
+            try:
+                bundle = source.fetch(revision, Path(workdir))
+            except (MlflowException, OSError) as error:
+                cannot_load(error)
+            try:
+                predictor = Predictor(bundle, backend="onnx")
+            except FileNotFoundError as error:
+                _fail(str(error) if not remote else
+                      f"{model} has no model.onnx (the registry holds the torch bundle): run `liveness export onnx "
+                      f"--model {model}`, then pass --model {_default_export_dir(model)}")
+            except ValueError as error:
+                _fail(str(error))
+        return info, predictor.trained_on, lambda images: [p.as_dict() for p in predictor.predict(images)]
+    local = Path(model)
+    if not remote and bundle_folder(local) == local:  # a bundle folder: score it directly, as serve does
+        try:
+            predictor = Predictor(local)
+        except (FileNotFoundError, ValueError) as error:
+            _fail(str(error))
+        return info, predictor.trained_on, lambda images: [p.as_dict() for p in predictor.predict(images)]
+    pinned = f"models:/{source.name}/{revision}" if isinstance(source, RegistrySource) else model
+    try:
+        loaded = mlflow.pyfunc.load_model(pinned)
+    except (MlflowException, OSError) as error:
+        cannot_load(error)
+    try:  # the bundle config, not the output columns: a model registered before trained_on existed lacks them
+        trained_on = loaded.unwrap_python_model()._predictor.config.data
+    except AttributeError:
+        _fail(f"{model} is not a liveness model (its pyfunc model has no liveness predictor)")
+    return info, trained_on, lambda images: loaded.predict(pd.DataFrame({"image": images})).to_dict("records")
 
 
 @app.command()

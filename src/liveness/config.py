@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 import warnings
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -65,10 +65,12 @@ class IdentityParams(_Section):
 class LossParams(_Section):
     """Weights of the generator's loss terms (DESIGN §1.2; GANomaly's usual values)."""
 
-    pixel: float = Field(50.0, ge=0)
-    adversarial: float = Field(1.0, ge=0)
-    identity: float = Field(1.0, ge=0)
-    latent: float = Field(1.0, ge=0)
+    pixel: float = Field(50.0, ge=0, description="Weight of L_pix, the L1 reconstruction loss.")
+    adversarial: float = Field(1.0, ge=0, description="Weight of G's adversarial term (non-saturating). 0 also skips "
+                                                      "D's steps; train.adversarial_start_step and d_every schedule it.")
+    identity: float = Field(1.0, ge=0, description="Weight of L_id through the frozen f; 0 skips f. "
+                                                   "train.identity_every schedules it.")
+    latent: float = Field(1.0, ge=0, description="Weight of L_lat, the latent consistency of E1's and E2's codes.")
     latent_mode: Literal["patent", "stop_gradient", "relative"] = Field(
         "patent", description="L_lat as claimed (patent); with E1's codes detached so E2 learns to match E1 instead "
                               "of both shrinking (stop_gradient); or divided by the codes' own mean magnitude, "
@@ -91,9 +93,25 @@ class TrainParams(_Section):
     augment: AugmentParams = AugmentParams()
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(64, ge=1, description="Global batch size, split evenly across DDP ranks.")
-    lr: float = Field(1e-4, gt=0)
+    lr: float = Field(1e-4, gt=0, description="Adam's peak learning rate, for G and D (patent: 1e-4).")
     betas: tuple[float, float] = (0.9, 0.999)
     min_lr: float = Field(0.0, ge=0, description="Floor of the cosine annealing.")
+    warmup_steps: int = Field(0, ge=0, description="Steps of linear learning-rate warm-up from lr/warmup_steps to lr; "
+                                                   "cosine annealing (per step) follows over the remaining steps. "
+                                                   "0: the patent's plain cosine annealing.")
+    adversarial_start_step: int = Field(0, ge=0, description="Steps trained without D: before it D is never stepped "
+                                                             "and G gets no adversarial term. 0: from the first step.")
+    d_every: int = Field(1, ge=1, description="From adversarial_start_step on, D steps and G's adversarial term "
+                                              "run on every d_every-th step only (1: every step, the patent's "
+                                              "alternation).")
+    identity_every: int = Field(1, ge=1, description="L_id (an f forward and backward) runs on every "
+                                                     "identity_every-th step only, at its unchanged weight.")
+    ema_decay: float = Field(0.0, ge=0, lt=1, description="Exponential moving average of G's weights (0: off). When "
+                                                          "on, generator.pt holds the averaged weights; the decay "
+                                                          "ramps up as min(ema_decay, (1+n)/(10+n)) after n updates.")
+    val_split: str | None = Field("val", description="Manifest split of held-out crops whose reconstruction quality "
+                                                     "(PSNR, SSIM, L_pix) is logged at each epoch end; None: skip.")
+    val_count: int = Field(64, ge=1, description="How many held-out crops (the split's first ones) are scored.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU.")
     compile: bool = Field(False, description="Wrap the networks in torch.compile.")
@@ -128,7 +146,17 @@ class DetectionParams(_Section):
     multi_face: Literal["reject", "largest"] = Field(
         "largest", description="Several faces: reject, or take the largest when it dominates.")
     dominance: float = Field(2.0, ge=1.0, description="'largest' needs this area ratio over the next face.")
-    use_database_landmarks: bool = Field(True, description="Use landmarks/boxes a database ships instead of MTCNN.")
+    database_hint: bool = Field(
+        True, description="Use the box or landmarks a database ships to pick which detected face is the subject (and "
+                          "record the overlap as database_iou). Crops always come from MTCNN's landmarks, as in serving.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired_key(cls, raw: Any) -> Any:
+        """Bundles registered before the one face path carry ``use_database_landmarks``; serving never read it."""
+        if isinstance(raw, dict) and "use_database_landmarks" in raw:
+            raw = {key: value for key, value in raw.items() if key != "use_database_landmarks"}
+        return raw
 
 
 class QualityParams(_Section):
@@ -171,7 +199,10 @@ class CurateParams(_Section):
     quality: QualityParams = QualityParams()
     video_frames: int = Field(5, ge=1, description="Frames sampled evenly from each video.")
     max_pixels: int = Field(40_000_000, ge=1, description="Larger images are rejected before decoding.")
-    splits: SplitFractions = {"train": 0.9, "val": 0.1}
+    splits: SplitFractions = Field(
+        {"train": 0.8, "statistics": 0.1, "val": 0.1},
+        description="By identity: train trains the generator, statistics fits the score statistics, val is the bona "
+                    "fide calibration set.")
     shard_size: int = Field(4096, ge=1, description="Crops per shard file.")
     runner: RunnerParams = RunnerParams()
 
@@ -203,11 +234,13 @@ class DemoParams(_Section):
 
 
 # = liveness.model.score.SCORE_NAMES (a test keeps them equal; config does not import torch).
-SCORE_CHOICES = ("latent_bg", "latent_bg_cos", "latent_face", "pixel", "pixel_hf", "latent_bg_std", "fused", "deviation")
-ScoreName = Literal["latent_bg", "latent_bg_cos", "latent_face", "pixel", "pixel_hf", "latent_bg_std", "fused",
-                    "deviation"]
-ScoreChoice = Literal["latent_bg", "latent_bg_cos", "latent_face", "pixel", "pixel_hf", "latent_bg_std", "fused",
-                      "deviation", "auto"]
+SCORE_CHOICES = ("latent_bg", "latent_bg_cos", "latent_face", "pixel", "pixel_hf", "latent_bg_rel", "pixel_topk",
+                 "ssim", "gradient", "spectrum_hf", "latent_bg_std", "fused", "deviation", "feature_gaussian")
+ScoreName = Literal["latent_bg", "latent_bg_cos", "latent_face", "pixel", "pixel_hf", "latent_bg_rel", "pixel_topk",
+                    "ssim", "gradient", "spectrum_hf", "latent_bg_std", "fused", "deviation", "feature_gaussian"]
+ScoreChoice = Literal["latent_bg", "latent_bg_cos", "latent_face", "pixel", "pixel_hf", "latent_bg_rel", "pixel_topk",
+                      "ssim", "gradient", "spectrum_hf", "latent_bg_std", "fused", "deviation", "feature_gaussian",
+                      "auto"]
 
 
 class CalibrateParams(_Section):
@@ -232,8 +265,11 @@ class CalibrateParams(_Section):
         default_factory=list, description="Attack species left out of calibration entirely (neither selection nor "
                                           "threshold sees them) and reported on test as unseen attacks.")
     statistics_split: str = Field(
-        "train", description="Split of live_data (live training crops) that the fused and standardised scores' "
-                             "statistics are fitted on; never calibration or test data.")
+        "statistics", description="Split of live_data whose identities neither trained the generator nor calibrate: "
+                                  "the statistics of latent_bg_std, fused, deviation and feature_gaussian are fitted "
+                                  "on it (training crops are memorised and would make live look too typical).")
+    baseline: bool = Field(True, description="Fit the classical one-class baseline (IQM + GMM, Nikisins et al. 2018) "
+                                             "on the live training crops and report it beside every score.")
     fusion: list[ScoreName] = Field(
         default_factory=lambda: ["latent_bg_std", "latent_bg_cos", "latent_face", "pixel", "pixel_hf"],
         description="Scores that `fused` (mean) and `deviation` (root mean square) combine after z-scoring each "
@@ -242,8 +278,9 @@ class CalibrateParams(_Section):
     @field_validator("fusion")
     @classmethod
     def _fusion_parts(cls, value: list[str]) -> list[str]:
-        if not value or {"fused", "deviation"} & set(value):
-            raise ValueError("fusion needs at least one score and cannot contain `fused` or `deviation`, which it defines")
+        if not value or {"fused", "deviation", "feature_gaussian"} & set(value):
+            raise ValueError("fusion needs at least one score and cannot contain `fused`, `deviation` or "
+                             "`feature_gaussian`, which are built on it")
         return value
 
     @field_validator("candidates")

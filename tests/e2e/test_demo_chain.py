@@ -47,7 +47,7 @@ def test_demo_chain(tmp_path):
     spoof = read_manifest(tmp_path / "spoof" / "manifest.parquet")
     assert live["synthetic"].all() and spoof["synthetic"].all()
     assert (live["reject_reason"] == "").sum() >= 10
-    assert set(spoof.loc[spoof["label"] == "spoof", "species"]) == {"print_a4", "replay_pc", "mask_region"}
+    assert set(spoof.loc[spoof["label"] == "spoof", "species"]) == {"print_a4", "replay_pc", "mask_region", "mask_face"}
     assert not set(live["subject"]) & set(spoof["subject"]), "spoof subjects are held out from live training"
     assert "SYNTHETIC data" in (tmp_path / "reports" / "curation" / "summary.md").read_text()
 

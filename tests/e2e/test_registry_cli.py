@@ -23,7 +23,7 @@ from liveness.cli import app
 from liveness.registry.register import register
 from tests.conftest import tiny_params
 from tests.integration.test_registry import write_metrics
-from tests.unit.registry.test_predictor import astronaut, make_model_dir
+from tests.unit.registry.test_predictor import astronaut, make_model_dir, png_bytes
 
 runner = CliRunner()
 
@@ -158,6 +158,7 @@ class TestPromote:
 
 # --- predict on videos -------------------------------------------------------------------------------------------
 
+SYNTHETIC_WARNING = "was trained on SYNTHETIC data; its scores say nothing about real faces"
 VIDEO_FRAMES = 9  # written; predict samples --frames of them evenly, first and last included
 
 
@@ -211,6 +212,10 @@ def test_predict_video_gives_one_row_per_sampled_frame(local_model, videos):
         assert row["path"] in {str(videos["mp4"]), str(videos["avi"])}
         assert row["face_found"] and row["label"] in {"live", "spoof"} and row["reason"] == ""
         assert isinstance(row["score"], float) and len(row["box"]) == 4 and row["threshold"] == 0.5
+        assert row["trained_on"] == "synthetic"
+        assert row["model"] == {"name": "model", "version": "local", "uri": str(local_model)}
+    assert result.stderr.count(SYNTHETIC_WARNING) == 1  # once per invocation, not once per frame
+    assert "warning: model model (local) was trained on SYNTHETIC data" in result.stderr
 
 
 def test_broken_video_in_a_fresh_process_is_a_failure_row_and_exit_1(local_model, videos):
@@ -225,8 +230,86 @@ def test_broken_video_in_a_fresh_process_is_a_failure_row_and_exit_1(local_model
     assert len(rows) == 3
     broken, *frames = rows
     assert broken == {"path": str(videos["broken"]), "frame": None, "face_found": False, "box": None, "score": None,
-                      "threshold": None, "label": "rejected", "reason": "video_unreadable"}
+                      "threshold": None, "label": "rejected", "reason": "video_unreadable", "trained_on": "synthetic",
+                      "model": {"name": "model", "version": "local", "uri": str(local_model)}}
     assert [row["frame"] for row in frames] == [0, VIDEO_FRAMES - 1]
     assert all(row["face_found"] and row["label"] in {"live", "spoof"} for row in frames)
     assert "broken.mp4" in result.stderr and "video_unreadable" in result.stderr
     assert "1 of 3 inputs failed" in result.stderr
+    assert result.stderr.count(SYNTHETIC_WARNING) == 1
+
+
+# --- predict: honest outputs -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("images")
+    (folder / "face.png").write_bytes(png_bytes(astronaut()))
+    (folder / "blank.png").write_bytes(png_bytes(np.full((96, 96, 3), 128, np.uint8)))
+    return {"face": folder / "face.png", "blank": folder / "blank.png"}
+
+
+def _pyfunc_folder(root: Path, data: str) -> Path:
+    import mlflow
+
+    from liveness.registry import pyfunc_model
+
+    bundle = make_model_dir(root / "bundle", data=data)
+    mlflow.pyfunc.save_model(str(root / "model"), python_model=pyfunc_model.__file__,
+                             artifacts={pyfunc_model.BUNDLE: str(bundle)})
+    return root / "model"
+
+
+def _predict(model: Path, *inputs: Path, backend: str = "torch"):
+    return runner.invoke(app, ["predict", *map(str, inputs), "--model", str(model), "--backend", backend,
+                               "--params", "absent.yaml"])
+
+
+def _check_rows(result, model: Path, data: str, name: str) -> list[dict]:
+    assert result.exit_code == 0, result.output
+    rows = _rows(result.stdout)
+    assert rows and all(row["trained_on"] == data for row in rows)
+    assert all(row["model"] == {"name": name, "version": "local", "uri": str(model)} for row in rows)
+    return rows
+
+
+def test_predict_with_a_real_data_model_says_so_and_does_not_warn(tmp_path, images):
+    model = _pyfunc_folder(tmp_path, "real")
+    result = _predict(model, images["face"], images["blank"])
+    rows = _check_rows(result, model, "real", "model")
+    assert [row["label"] for row in rows][1:] == ["no_face"] and rows[0]["face_found"]
+    assert "SYNTHETIC" not in result.stderr and "warning" not in result.stderr
+
+
+def test_predict_warns_only_when_a_synthetic_model_scored_an_image(local_model, images):
+    unscored = _predict(local_model, images["blank"])  # no face: nothing was scored, so no warning
+    assert _check_rows(unscored, local_model, "synthetic", "model")[0]["label"] == "no_face"
+    assert SYNTHETIC_WARNING not in unscored.stderr
+    scored = _predict(local_model, images["blank"], images["face"], images["face"])
+    assert [row["label"] for row in _check_rows(scored, local_model, "synthetic", "model")][0] == "no_face"
+    assert scored.stderr.count(SYNTHETIC_WARNING) == 1
+
+
+@pytest.mark.parametrize("data", ["synthetic", "real"])
+def test_predict_scores_a_bundle_folder_directly_with_honest_rows(tmp_path, images, data):
+    bundle = make_model_dir(tmp_path / "tiny", data=data)
+    result = _predict(bundle, images["face"])
+    (row,) = _check_rows(result, bundle, data, "tiny")
+    assert row["face_found"] and row["label"] in {"live", "spoof"} and row["threshold"] == 0.5
+    assert (SYNTHETIC_WARNING in result.stderr) is (data == "synthetic")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data", ["synthetic", "real"])
+def test_onnx_backend_rows_carry_trained_on_and_the_model(tmp_path, images, data, one_torch_thread):
+    from liveness.export.onnx import export_bundle
+
+    bundle = make_model_dir(tmp_path / "tiny", data=data)
+    export_bundle(bundle)  # model.onnx beside config.json
+    result = _predict(bundle, images["face"], images["blank"], backend="onnx")
+    face, blank = _check_rows(result, bundle, data, "tiny")
+    assert face["face_found"] and isinstance(face["score"], float) and blank["label"] == "no_face"
+    assert result.stderr.count(SYNTHETIC_WARNING) == (1 if data == "synthetic" else 0)
+    if data == "synthetic":
+        assert "warning: model tiny (local) was trained on SYNTHETIC data" in result.stderr

@@ -86,6 +86,7 @@ def test_every_bad_image_is_a_4xx_and_the_server_stays_healthy(server, tmp_path)
         assert client.get("/readyz").status_code == 200
         good = client.post("/v1/liveness", content=jpeg(astronaut()), headers={"content-type": "image/jpeg"})
         assert good.status_code == 200 and good.json()["faces"] == 1 and good.json()["label"] in {"live", "spoof"}
+        assert good.json()["trained_on"] == "synthetic" and good.json()["model"]["version"] == "local"
     assert sent == 2 * sum(1 for r in corpus.values() if r is not None and r not in PATH_ONLY_REASONS)
     assert process.poll() is None
 

@@ -11,7 +11,7 @@ from liveness.config import parse_params
 from liveness.data.memory import make_smoke_crops
 from liveness.data.shards import ShardWriter, write_manifest
 from liveness.evaluate import calibrate as calibrate_module
-from liveness.evaluate.calibrate import calibrate
+from liveness.evaluate.calibrate import BASELINE, SKEW_FILE, calibrate
 from liveness.evaluate.scoring import SCORE_NAMES
 from liveness.evaluate.thresholds import choose_threshold
 from liveness.model.factory import build_generator
@@ -46,8 +46,10 @@ def _spoof_rows(split, prefix):
 
 
 def _make_data(root, test_seed=2, live_synthetic=True):
-    """Live folder (train + val) and spoof folder (calib + test); the test crops come from ``test_seed``."""
-    live_rows = [("train", "live", "live", "t0"), ("train", "live", "live", "t1")]
+    """Live folder (train + statistics + val) and spoof folder (calib + test); the test crops come from
+    ``test_seed``. Enough training crops for the baseline's mixture (one component on its 42 features)."""
+    live_rows = [("train", "live", "live", f"t{s}") for s in range(44)]
+    live_rows += [("statistics", "live", "live", f"s{s}") for s in range(4)]
     live_rows += [("val", "live", "live", f"v{s}") for s in range(6)]
     _write_set(root / "live", live_rows, make_smoke_crops(len(live_rows), SIZE, seed=0), live_synthetic)
     calib, test = _spoof_rows("calib", "c"), _spoof_rows("test", "x")
@@ -111,7 +113,7 @@ class TestOutputs:
         assert written == metrics
         assert metrics["data"] == "synthetic"
         assert (metrics["score"], metrics["policy"], metrics["target"]) == ("latent_bg", "bpcer_at_apcer", 0.05)
-        assert set(metrics["calibration"]) == set(SCORE_NAMES)
+        assert set(metrics["calibration"]) == {*SCORE_NAMES, BASELINE}
         assert {"auc", "eer", "bpcer100", "print_a4/auc", "replay_pc/bpcer100"} <= set(metrics["calibration"]["pixel"])
         test = metrics["test"]
         assert test["threshold"] == metrics["threshold"]
@@ -181,12 +183,13 @@ class TestScoresSelectionAndHoldout:
 
     def test_every_score_is_reported_and_the_shipped_one_won_on_calibration(self, auto_run):
         root, metrics = auto_run
-        assert set(metrics["calibration"]) == set(SCORE_NAMES)
+        assert set(metrics["calibration"]) == {*SCORE_NAMES, BASELINE}
         chosen = metrics["score"]
+        assert chosen != BASELINE and BASELINE not in metrics["selection"]["values"]
         assert metrics["selection"]["chosen"] == chosen and metrics["selection"]["rule"] == "worst_species_auc"
         best = max(value for value in metrics["selection"]["values"].values() if value is not None)
         assert metrics["selection"]["values"][chosen] == best
-        assert (root / "reports" / "calibration_scores.md").read_text().count("| `") == len(SCORE_NAMES)
+        assert (root / "reports" / "calibration_scores.md").read_text().count("| `") == len(SCORE_NAMES) + 1
 
     def test_held_out_species_never_reaches_calibration_but_is_reported_on_test(self, auto_run):
         _, metrics = auto_run
@@ -211,10 +214,11 @@ class TestScoresSelectionAndHoldout:
         assert perturbed["selection"] == metrics["selection"] and perturbed["threshold"] == metrics["threshold"]
         assert perturbed["test"] != metrics["test"]
 
-    def test_statistics_come_from_live_train_crops_only(self, auto_run, model_dir, tmp_path):
+    def test_statistics_come_from_their_own_live_split_only(self, auto_run, model_dir, tmp_path):
         root, _ = auto_run
         statistics = json.loads((root / "reports" / "score_statistics.json").read_text())
-        assert statistics["samples"] == 2  # the two live train crops, nothing else
+        assert statistics["samples"] == 4  # the four live `statistics` crops, nothing else
+        assert statistics["feature_precision"]  # feature_gaussian's Gaussian is fitted there too
         # other calibration and test data: the same statistics
         _make_data(tmp_path, test_seed=99)
         calibrate(_params(tmp_path, model_dir, score="auto", holdout_species=["replay_pc"]))
@@ -225,7 +229,63 @@ class TestScoresSelectionAndHoldout:
         with pytest.raises(ValueError, match="statistics_split 'val' is also the calibration split"):
             calibrate(_params(root, model_dir, statistics_split="val"))
 
+    def test_statistics_split_may_not_be_the_training_split(self, auto_run, model_dir):
+        root, _ = auto_run
+        with pytest.raises(ValueError, match="statistics_split 'train' is the split the generator trained on"):
+            calibrate(_params(root, model_dir, statistics_split="train"))
+
     def test_unknown_held_out_species_is_named(self, auto_run, model_dir):
         root, _ = auto_run
         with pytest.raises(ValueError, match=r"holdout_species \['mask'\]"):
             calibrate(_params(root, model_dir, holdout_species=["mask"]))
+
+
+class TestBaselineSkewAndReconstruction:
+    """Issue 10: the classical peer on the same rows, the live-set skew report and reconstruction quality."""
+
+    def test_baseline_is_fitted_on_live_train_and_scored_on_every_row(self, auto_run):
+        root, metrics = auto_run
+        scores = _read_scores(root)
+        assert scores[BASELINE].notna().all() and scores[BASELINE].std() > 0
+        assert metrics["baseline"]["fitted_on"] == "live train (44 crops)"
+        assert set(metrics["baseline"]["test_per_species"]) == set(ATTACKS)
+        assert json.loads((root / "reports" / "baseline.json").read_text())["samples"] == 44
+
+    def test_comparison_per_test_species_with_a_paired_interval(self, auto_run):
+        _, metrics = auto_run
+        assert set(metrics["comparison"]) == set(ATTACKS)
+        for row in metrics["comparison"].values():
+            assert row["ci_low"] <= row["difference"] <= row["ci_high"]
+            assert row["difference"] == pytest.approx(row["model_auc"] - row["baseline_auc"])
+            assert row["beats"] == (row["ci_low"] > 0)
+
+    def test_too_few_training_crops_skip_the_baseline_and_say_why(self, model_dir, tmp_path):
+        _make_data(tmp_path)
+        manifest = pd.read_parquet(tmp_path / "live" / "manifest.parquet")
+        dropped = manifest["subject"].isin([f"t{s}" for s in range(4, 44)])
+        manifest.loc[dropped, ["reject_reason", "shard", "index_in_shard"]] = ["blur", -1, -1]
+        write_manifest(manifest, tmp_path / "live" / "manifest.parquet")
+        with pytest.warns(UserWarning, match="baseline not fitted"):
+            metrics = calibrate(_params(tmp_path, model_dir))
+        assert "needs at least" in metrics["baseline"]["skipped"] and metrics["comparison"] == {}
+        assert BASELINE not in metrics["calibration"]
+
+    def test_skew_report_and_shortcut_auc(self, auto_run):
+        root, metrics = auto_run
+        assert 0.0 <= metrics["shortcut_auc"] <= 1.0 and metrics["skew"]["shortcut_auc"] == metrics["shortcut_auc"]
+        groups = metrics["skew"]["groups"]
+        assert set(groups) == {"live train", "live statistics", "live val", "spoof-set live calib", "spoof-set live test"}
+        assert groups["live train"]["rows"] == 44 and groups["spoof-set live test"]["rows"] == 4  # live rows only
+        assert groups["live val"]["formats"] == {"png": 6}
+        assert "Shortcut AUC" in (root / "reports" / SKEW_FILE).read_text()
+
+    def test_reconstruction_quality_on_live_val(self, auto_run):
+        _, metrics = auto_run
+        reconstruction = metrics["reconstruction"]
+        assert reconstruction["split"] == "val" and reconstruction["samples"] == 6
+        assert 0 < reconstruction["psnr_db"] < 100 and -1 <= reconstruction["ssim"] <= 1
+
+    def test_the_baseline_can_never_be_a_candidate(self, auto_run, model_dir):
+        root, _ = auto_run
+        with pytest.raises(Exception, match="candidates"):
+            _params(root, model_dir, candidates=[BASELINE])

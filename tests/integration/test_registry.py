@@ -97,7 +97,8 @@ def test_champion_loads_and_predicts_in_a_fresh_process_without_the_package(stor
             "assert importlib.util.find_spec('liveness') is None, 'liveness still importable'; "
             "import mlflow, pandas as pd; m = mlflow.pyfunc.load_model('models:/liveness@champion'); "
             "out = m.predict(pd.DataFrame({'image': [open(sys.argv[1], 'rb').read()]})); "
-            "print(sys.modules['liveness'].__file__); print(out.loc[0, 'label'], out.loc[0, 'face_found'])")
+            "print(sys.modules['liveness'].__file__); "
+            "print(out.loc[0, 'label'], out.loc[0, 'face_found'], out.loc[0, 'trained_on'])")
     image = store["root"] / "astronaut.png"
     image.write_bytes(png_bytes(astronaut()))
     source_root = str(Path(liveness.__file__).resolve().parents[1])
@@ -109,8 +110,8 @@ def test_champion_loads_and_predicts_in_a_fresh_process_without_the_package(stor
     *_, loaded_from, verdict = result.stdout.splitlines()
     assert Path(loaded_from).parts[-3:] == ("code", "liveness", "__init__.py")
     assert not loaded_from.startswith(source_root)
-    label, found = verdict.split()
-    assert label in {"live", "spoof"} and found == "True"
+    label, found, trained_on = verdict.split()
+    assert label in {"live", "spoof"} and found == "True" and trained_on == "synthetic"
 
 
 def test_predict_cli_reports_the_broken_file(store):
@@ -126,6 +127,27 @@ def test_predict_cli_reports_the_broken_file(store):
     assert rows["face.png"]["face_found"] and rows["face.png"]["label"] in {"live", "spoof"}
     assert rows["broken.jpg"]["label"] == "rejected" and rows["broken.jpg"]["reason"] == "truncated"
     assert "broken.jpg" in result.stderr and "truncated" in result.stderr
+    champion = {"name": "liveness", "version": "1", "uri": "models:/liveness@champion"}  # the alias, resolved
+    assert all(row["model"] == champion and row["trained_on"] == "synthetic" for row in rows.values())
+    warning = "warning: model liveness v1 was trained on SYNTHETIC data; its scores say nothing about real faces"
+    assert result.stderr.count(warning) == 1
+
+
+def test_predict_cli_by_version_with_the_onnx_backend_says_to_export(store):
+    """models:/<name>/<version> resolves through the same source as serve; the registry holds no model.onnx."""
+    image = store["root"] / "face-onnx.png"
+    image.write_bytes(png_bytes(astronaut()))
+    env = os.environ | {"MLFLOW_TRACKING_URI": store["uri"], "MLFLOW_DISABLE_TELEMETRY": "true"}
+    command = [sys.executable, "-m", "liveness", "predict", str(image), "--params", "absent.yaml", "--model",
+               "models:/liveness/1"]
+    torch_run = subprocess.run(command, capture_output=True, text=True, env=env, cwd=store["root"], timeout=120)
+    assert torch_run.returncode == 0, torch_run.stderr[-2000:]
+    (row,) = map(json.loads, torch_run.stdout.splitlines())
+    assert row["model"] == {"name": "liveness", "version": "1", "uri": "models:/liveness/1"}
+    assert row["trained_on"] == "synthetic" and "model liveness v1 was trained on SYNTHETIC" in torch_run.stderr
+    onnx_run = subprocess.run([*command, "--backend", "onnx"], capture_output=True, text=True, env=env,
+                              cwd=store["root"], timeout=120)
+    assert onnx_run.returncode == 2 and "liveness export onnx --model models:/liveness/1" in onnx_run.stderr
 
 
 def test_worse_challenger_is_refused_and_champion_kept(store):

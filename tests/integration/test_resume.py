@@ -81,6 +81,53 @@ class TestResume:
         assert result.resumed_from_step is None and result.steps == 12
 
 
+# Every schedule on: warm-up, a late and sparse D, sparse L_id, and the EMA of G.
+SCHEDULED = tiny_params(train={"epochs": 2, "checkpoint_every_steps": 5, "warmup_steps": 4,
+                               "adversarial_start_step": 3, "d_every": 2, "identity_every": 3, "ema_decay": 0.9})
+
+
+def _scheduled_state(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {**_state(trainer), **{f"ema.{k}": v for k, v in trainer.ema.module.state_dict().items()}}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_scheduled(tmp_path_factory):
+    from liveness.data.memory import CropArrayDataset, make_smoke_crops
+
+    trainer = Trainer(SCHEDULED, tmp_path_factory.mktemp("full_scheduled"))
+    trainer.fit(CropArrayDataset(make_smoke_crops(24, 32, seed=3)))
+    return trainer
+
+
+class TestScheduledResume:
+    """Warm-up, loss schedules and EMA are functions of the step or checkpointed, so resume stays exact."""
+
+    @pytest.mark.parametrize(("stop_step", "how", "resumed_from"), [(8, "signal", 8), (9, "crash", 6)])
+    def test_resume_is_bit_identical(self, tmp_path, smoke_dataset, uninterrupted_scheduled, stop_step, how,
+                                     resumed_from):
+        with pytest.raises((TrainingInterrupted, RuntimeError)):
+            Trainer(SCHEDULED, tmp_path, on_step_end=_stop_at(stop_step, how)).fit(smoke_dataset)
+        resumed = Trainer(SCHEDULED, tmp_path)
+        result = resumed.fit(smoke_dataset)
+        assert result.resumed_from_step == resumed_from and result.steps == 12
+        assert resumed.ema.updates == 12
+        _assert_bit_identical(_scheduled_state(resumed), _scheduled_state(uninterrupted_scheduled))
+        assert resumed.state.step == 12
+        for optimizer in ("optimizer_g", "optimizer_d"):
+            saved = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)[optimizer]["param_groups"]
+            reference = torch.load(uninterrupted_scheduled.checkpoint_path, weights_only=True)[optimizer]
+            assert saved[0]["lr"] == reference["param_groups"][0]["lr"]
+        shipped = torch.load(tmp_path / "generator.pt", weights_only=True)
+        _assert_bit_identical(shipped, torch.load(uninterrupted_scheduled.out_dir / "generator.pt", weights_only=True))
+
+    def test_turning_the_average_on_mid_run_is_refused(self, tmp_path, smoke_dataset):
+        with pytest.raises(TrainingInterrupted):
+            Trainer(PARAMS, tmp_path, on_step_end=_stop_at(2, "signal")).fit(smoke_dataset)
+        with_average = tiny_params(train={"epochs": 2, "checkpoint_every_steps": 5, "ema_decay": 0.9})
+        with pytest.raises(CheckpointError, match="ema_decay 0.*--no-resume"):
+            Trainer(with_average, tmp_path).fit(smoke_dataset)
+
+
 class TestResumeErrors:
     def test_corrupt_checkpoint_is_a_clear_error(self, tmp_path, smoke_dataset):
         checkpoint = tmp_path / "checkpoints" / "last.pt"

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from liveness.data.decode import ImageRejected, load_rgb
-from liveness.data.faces import Face, FaceDetector, align_and_crop, choose_face
+from liveness.data.faces import Face, FaceDetector, align_and_crop, box_overlap, choose_face, choose_hinted_face
 from liveness.data.quality import (
     BLUR_WORKING_SIDE_PX,
     NearDuplicateIndex,
@@ -45,7 +45,7 @@ class CurationSettings:
     context: float = 2.0
     multi_face: str = "largest"
     dominance: float = 2.0
-    use_database_landmarks: bool = True
+    database_hint: bool = True
     video_frames: int = 5
     max_pixels: int = 40_000_000
     detector_device: str = "cpu"
@@ -106,17 +106,14 @@ def _rejected(record: SourceRecord, reason: str, detail: str, frame_index: int |
     return CropOutcome(row)
 
 
-def _database_face(record: SourceRecord, settings: CurationSettings) -> Face | None:
-    """The face a database ships: landmarks, or (spoof sets only) a box. Live quality checks need landmarks."""
-    if not settings.use_database_landmarks:
-        return None
+def database_box(record: SourceRecord) -> tuple[float, float, float, float] | None:
+    """The face box a database ships, or one around the landmarks it ships; None when it ships neither."""
+    if record.box is not None:
+        return tuple(float(v) for v in record.box)
     if record.landmarks is not None:
         points = np.asarray(record.landmarks, dtype=np.float64)
         margin = np.ptp(points, axis=0).max() * 0.6
-        box = (*(points.min(0) - margin), *(points.max(0) + margin))
-        return Face(tuple(float(v) for v in box), 1.0, points)
-    if record.box is not None and settings.thresholds is None:
-        return Face(tuple(float(v) for v in record.box), 1.0, None)
+        return tuple(float(v) for v in (*(points.min(0) - margin), *(points.max(0) + margin)))
     return None
 
 
@@ -139,16 +136,24 @@ def _decoded_images(record: SourceRecord, settings: CurationSettings) -> Iterato
 
 
 def _crop_outcome(record: SourceRecord, frame_index: int | None, image: np.ndarray, faces: list[Face],
-                  landmark_source: str, settings: CurationSettings) -> CropOutcome:
-    face, reason = choose_face(faces, settings.multi_face, settings.dominance)
+                  settings: CurationSettings) -> CropOutcome:
+    """Crop the chosen detected face the way ``Predictor`` does: every crop of every stage comes from MTCNN's
+    landmarks (DESIGN §2.2). A database's own face only says which detected face is the subject."""
+    hint = database_box(record) if settings.database_hint else None
+    if hint is None:
+        face, reason = choose_face(faces, settings.multi_face, settings.dominance)
+    else:
+        face, reason = choose_hinted_face(faces, hint)
     if face is None:
         outcome = _rejected(record, reason, f"{len(faces)} faces found", frame_index)
         outcome.row["face_count"] = len(faces)
         return outcome
     crop = align_and_crop(image, face, settings.crop_size, settings.context)
     row = _base_row(record, frame_index)
-    row["landmark_source"] = landmark_source
     row["padded_fraction"] = crop.padded_fraction
+    row["face_side_px"] = float(face.short_side)
+    row["source_side_px"] = float(min(image.shape[:2]))
+    row["database_iou"] = float(box_overlap(face.box, hint)) if hint is not None else float("nan")
     if settings.thresholds is not None:
         # Sharpness and exposure are judged on the face alone, cut from the source at the working size, so
         # a small output crop does not make a sharp photo look blurry.
@@ -189,13 +194,12 @@ def _process_chunk(records: Sequence[SourceRecord], settings: CurationSettings) 
                 slots.append(len(pending))
                 pending.append((record, frame_index, image))
 
-    needs_detection = [i for i, (record, _, _) in enumerate(pending) if _database_face(record, settings) is None]
     detected: dict[int, list[Face]] = {}
     by_shape: dict[tuple, list[int]] = {}
-    for i in needs_detection:
-        by_shape.setdefault(pending[i][2].shape, []).append(i)
+    for i, (_, _, image) in enumerate(pending):
+        by_shape.setdefault(image.shape, []).append(i)
     for indices in by_shape.values():
-        for i, faces in zip(indices, _detector(settings).detect_batch([pending[i][2] for i in indices])):
+        for i, faces in zip(indices, _detector(settings).detect_batch([pending[i][2] for i in indices]), strict=True):
             detected[i] = faces
 
     outcomes: list[CropOutcome] = []
@@ -204,11 +208,7 @@ def _process_chunk(records: Sequence[SourceRecord], settings: CurationSettings) 
             outcomes.append(slot)
             continue
         record, frame_index, image = pending[slot]
-        if slot in detected:
-            faces, source = detected[slot], "detector"
-        else:
-            faces, source = [_database_face(record, settings)], "database"
-        outcomes.append(_crop_outcome(record, frame_index, image, faces, source, settings))
+        outcomes.append(_crop_outcome(record, frame_index, image, detected[slot], settings))
     return outcomes
 
 

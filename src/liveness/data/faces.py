@@ -62,11 +62,12 @@ class FaceDetector:
         return self.detect_batch([image])[0]
 
     def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
-        """Faces per image, most probable first. Images in one call must share a size to batch on the GPU."""
+        """Faces per image, most probable first. Equal-size images are batched on the GPU; on the CPU one at a
+        time is faster (measured: 0.26 s against 0.32 s for eight 160 px images)."""
         if not images:
             return []
         scaled, factors = zip(*(self._downscale(image) for image in images))
-        if len({im.shape for im in scaled}) == 1:
+        if len({im.shape for im in scaled}) == 1 and self.device != "cpu":
             boxes, probs, points = self._mtcnn.detect(np.stack(scaled), landmarks=True)
         else:
             results = [self._mtcnn.detect(im, landmarks=True) for im in scaled]
@@ -82,16 +83,26 @@ class FaceDetector:
         return cv2.resize(image, size, interpolation=cv2.INTER_AREA), factor
 
 
+LANDMARK_STEP_PX = 1.0 / 8.0
+"""Boxes and landmarks are rounded to this step. Batching and thread count move MTCNN's outputs by ~1e-5 px,
+enough to change a crop pixel by one grey level; rounded, the same image gives byte-identical crops in
+curation, calibration and serving (DESIGN §2.2, one face path)."""
+
+
+def _quantised(values: np.ndarray) -> np.ndarray:
+    return np.round(np.asarray(values, dtype=np.float64) / LANDMARK_STEP_PX) * LANDMARK_STEP_PX
+
+
 def _faces(boxes, probs, points, scale: float) -> list[Face]:
-    """MTCNN returns None (no face) or object arrays; normalise both to a list of Face."""
+    """MTCNN returns None (no face) or object arrays; normalise both to a list of Face in source pixels."""
     if boxes is None or len(boxes) == 0:
         return []
     faces = []
     for box, probability, landmarks in zip(np.asarray(boxes, dtype=np.float64), probs, points):
         if probability is None:
             continue
-        faces.append(Face(tuple(float(v) * scale for v in box), float(probability),
-                          np.asarray(landmarks, dtype=np.float64) * scale))
+        faces.append(Face(tuple(float(v) for v in _quantised(box * scale)), float(probability),
+                          _quantised(np.asarray(landmarks, dtype=np.float64) * scale)))
     return faces
 
 
@@ -111,6 +122,27 @@ def choose_face(faces: list[Face], policy: str = "largest", dominance: float = 2
     if ordered[0].area >= dominance * ordered[1].area:
         return ordered[0], None
     return None, "multiple_faces"
+
+
+def box_overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes."""
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def choose_hinted_face(faces: list[Face], hint: tuple[float, float, float, float]) -> tuple[Face | None, str | None]:
+    """The detected face a database points at: the one whose box holds the centre of the database's box and
+    overlaps it most. The database only selects and checks; the crop geometry stays the detector's."""
+    if not faces:
+        return None, "no_face"
+    cx, cy = (hint[0] + hint[2]) / 2.0, (hint[1] + hint[3]) / 2.0
+    holding = [face for face in faces if face.box[0] <= cx <= face.box[2] and face.box[1] <= cy <= face.box[3]]
+    if not holding:
+        return None, "database_face_not_detected"
+    return max(holding, key=lambda face: box_overlap(face.box, hint)), None
 
 
 def _scaled_template(size: int, context: float) -> np.ndarray:

@@ -8,8 +8,8 @@ LIVE = "live"
 SPOOF = "spoof"
 
 # Canonical attack species names used across adapters, reports and metrics. Adapters map each database's own
-# codes onto these; the synthetic demo set uses print_a4 (print), replay_pc (screen replay) and mask_region
-# (cut photo), in CelebA-Spoof's codes 3, 7 and 6.
+# codes onto these; the synthetic demo set uses print_a4 (print), replay_pc (screen replay), mask_region
+# (cut photo) and mask_face (a printed paper mask worn by a live person), in CelebA-Spoof's codes 3, 7, 6 and 4.
 SPECIES_LIVE = "live"
 CELEBA_SPOOF_SPECIES = {
     0: SPECIES_LIVE,

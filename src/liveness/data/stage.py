@@ -44,7 +44,7 @@ def settings_for(section: CurateParams | SpoofParams, kind: str) -> CurationSett
         context=section.crop.context,
         multi_face=section.detection.multi_face,
         dominance=section.detection.dominance,
-        use_database_landmarks=section.detection.use_database_landmarks,
+        database_hint=section.detection.database_hint,
         video_frames=section.video_frames,
         max_pixels=section.max_pixels,
         detector_device=device,
@@ -94,8 +94,9 @@ def run_curation(section: CurateParams | SpoofParams, kind: str, seed: int, repo
     return result
 
 
-def generate_demo(params: Params, out_dir: Path | None = None, progress: bool = True) -> dict:
-    """The SYNTHETIC demo dataset that ``params.demo`` sizes, seeded by ``base.seed``."""
+def generate_demo(params: Params, out_dir: Path | None = None, progress: bool = True, workers: int = 1) -> dict:
+    """The SYNTHETIC demo dataset that ``params.demo`` sizes, seeded by ``base.seed``; ``workers`` processes
+    render identities in parallel and write the same bytes as one."""
     from liveness.data.synthetic.writer import generate_demo_dataset
 
     demo = params.demo
@@ -103,5 +104,5 @@ def generate_demo(params: Params, out_dir: Path | None = None, progress: bool = 
         out_dir or demo.out_dir, seed=params.base.seed, identities_live=demo.identities_live,
         images_per_identity=demo.images_per_identity, identities_spoof=demo.identities_spoof,
         live_per_spoof_subject=demo.live_per_spoof_subject, attacks_per_species=demo.attacks_per_species,
-        size=demo.size, progress=progress,
+        size=demo.size, progress=progress, workers=workers,
     )

@@ -6,14 +6,22 @@ split opened, scored and reported at that frozen threshold. Every score is repor
 §1.4); with ``calibrate.score: auto`` the shipped score is picked from that calibration table by a documented
 rule (``select_score``). The test split is reported for the shipped score only, so it cannot steer the choice.
 
-Two more guards against leakage: the standardised and fused scores' statistics are fitted on live TRAINING
-crops only, and ``calibrate.holdout_species`` are removed from calibration entirely, so their test numbers say
-how the model does on attacks that neither selection nor threshold saw.
+Two more guards against leakage: the statistics scores are fitted on a live split of their own
+(``calibrate.statistics_split``, identity-disjoint from training and from calibration), and
+``calibrate.holdout_species`` are removed from calibration entirely, so their test numbers say how the model
+does on attacks that neither selection nor threshold saw.
+
+Beside the network's scores, the classical one-class baseline (``liveness.evaluate.baseline``, fitted on the
+live training crops) is scored on the same rows, calibrated the same way and compared per species on test
+with a paired subject bootstrap. It is a peer to measure against and never ships. The skew report
+(``liveness.evaluate.skew``) says whether simple statistics tell the live training crops from the spoof set's
+live crops, which would make the benchmark easier than real data.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +32,17 @@ import torch
 from liveness.config import CalibrateParams, Params
 from liveness.data.records import SPOOF
 from liveness.data.shards import ShardDataset, read_manifest
-from liveness.evaluate import plots
-from liveness.evaluate.metrics import bootstrap_ci, metric_report
-from liveness.evaluate.scoring import SCORE_NAMES, decompose, fit_score_statistics, load_generator, score_dataset
+from liveness.evaluate import plots, skew
+from liveness.evaluate.baseline import fit_baseline, score_baseline
+from liveness.evaluate.metrics import bootstrap_ci, metric_report, paired_auc_difference_ci
+from liveness.evaluate.scoring import (
+    SCORE_NAMES,
+    decompose,
+    fit_score_statistics,
+    load_generator,
+    reconstruction_quality,
+    score_dataset,
+)
 from liveness.evaluate.thresholds import choose_threshold
 from liveness.io import atomic_write_bytes, atomic_write_json, json_safe
 from liveness.model.generator import Generator
@@ -37,9 +53,13 @@ CONFIDENCE = 0.95
 CI_METRICS = ("max_apcer", "bpcer", "hter", "acer_non_iso", "eer", "auc", "bpcer20", "bpcer100")
 """Test metrics that get subject-grouped bootstrap CIs, besides the APCER of each species."""
 CALIBRATION_POOLED = ("auc", "eer", "bpcer20", "bpcer100", "max_apcer", "bpcer")
-CALIBRATION_PER_SPECIES = ("auc", "eer", "bpcer100")
+CALIBRATION_PER_SPECIES = ("auc", "eer", "bpcer20", "bpcer100")
 DECOMPOSITION_SAMPLES = 3  # rows per species in plots/decomposition.png
 ROW_COLUMNS = ("dataset", "split", "record_id", "path", "subject", "label", "species")
+BASELINE = "baseline_iqm_gmm"
+"""The classical peer's column in every table: reported beside the scores, never a candidate for shipping."""
+SKEW_FILE = "skew.md"
+BASELINE_FILE = "baseline.json"
 
 
 def _runtime(device: str) -> Runtime:
@@ -66,7 +86,7 @@ class _ShardFolder:
         """The accepted crops of ``split`` (set by ``calibrate.<key>``); their size must be the model's."""
         if split not in set(self.manifest["split"]):
             raise ValueError(f"{self.folder / 'manifest.parquet'} has no split {split!r} (it has "
-                             f"{sorted(set(self.manifest['split']))}); set calibrate.{key} to one of them")
+                             f"{sorted(set(self.manifest['split']))}); set {key} to one of them")
         dataset = ShardDataset(self.manifest, self.folder / "shards", split)
         if dataset.crop_size is not None and dataset.crop_size != self.image_size:
             raise ValueError(
@@ -85,10 +105,20 @@ class _ShardFolder:
         })
 
 
+def crops_of(dataset: ShardDataset) -> np.ndarray:
+    """Every crop of ``dataset`` as one uint8 (N, S, S, 3) array."""
+    if not len(dataset):
+        size = dataset.crop_size or 0
+        return np.zeros((0, size, size, 3), np.uint8)
+    return np.stack([dataset[index].numpy() for index in range(len(dataset))])
+
+
 def _scored(generator: Generator, source: _ShardFolder, dataset: ShardDataset, runtime: Runtime,
-            batch_size: int, statistics: ScoreStatistics) -> pd.DataFrame:
-    """``source.rows`` plus one column per score (``SCORE_NAMES``)."""
+            batch_size: int, statistics: ScoreStatistics, baseline=None) -> pd.DataFrame:
+    """``source.rows`` plus one column per score (``SCORE_NAMES``) and, with a fitted ``baseline``, its column."""
     scores = score_dataset(generator, dataset, runtime, batch_size, statistics)
+    if baseline is not None:
+        scores[BASELINE] = score_baseline(baseline, crops_of(dataset))
     return source.rows(dataset).assign(**scores)
 
 
@@ -116,10 +146,11 @@ def freeze_threshold(calibration: pd.DataFrame, settings: CalibrateParams, score
 
 
 def _calibration_table(calibration: pd.DataFrame, settings: CalibrateParams) -> dict[str, dict[str, float]]:
-    """Per score: its own calibrated threshold, pooled metrics, and AUC/EER/BPCER100 per species."""
+    """Per score (and the baseline, when scored): its own calibrated threshold, pooled metrics, and per-species
+    ``CALIBRATION_PER_SPECIES``."""
     is_attack, species = _is_attack(calibration), calibration["species"].to_numpy()
     table = {}
-    for score in SCORE_NAMES:
+    for score in [name for name in (*SCORE_NAMES, BASELINE) if name in calibration]:
         threshold = freeze_threshold(calibration, settings, score)
         pooled = metric_report(calibration[score].to_numpy(), is_attack, species, threshold)
         row = {"threshold": threshold, **{name: pooled[name] for name in CALIBRATION_POOLED}}
@@ -232,14 +263,19 @@ def _write_plots(out: Path, test: pd.DataFrame, score: str, threshold: float, pr
         scores, species, threshold, f"{prefix}scores by species, test split, frozen threshold", score))
 
 
-def _fit_statistics(generator: Generator, live: _ShardFolder, settings: CalibrateParams,
-                    runtime: Runtime) -> ScoreStatistics:
-    """Statistics of the standardised and fused scores, from live TRAINING crops only."""
+def _fit_statistics(generator: Generator, live: _ShardFolder, settings: CalibrateParams, runtime: Runtime,
+                    train_split: str) -> tuple[ShardDataset, ScoreStatistics]:
+    """Statistics of the statistics scores, from a live split that neither trains nor calibrates."""
     if settings.statistics_split == settings.live_split:
         raise ValueError(f"calibrate.statistics_split {settings.statistics_split!r} is also the calibration split "
-                         f"(calibrate.live_split); fit statistics on live training crops, e.g. `train`")
-    dataset = live.split(settings.statistics_split, "statistics_split")
-    return fit_score_statistics(generator, dataset, runtime, settings.batch_size, tuple(settings.fusion))
+                         f"(calibrate.live_split); fit statistics on a live split of their own, e.g. `statistics` "
+                         f"(curate.splits)")
+    if settings.statistics_split == train_split:
+        raise ValueError(f"calibrate.statistics_split {settings.statistics_split!r} is the split the generator "
+                         f"trained on (train.split), whose crops it has memorised; give the statistics a live split "
+                         f"of their own, e.g. `statistics` in curate.splits")
+    dataset = live.split(settings.statistics_split, "calibrate.statistics_split")
+    return dataset, fit_score_statistics(generator, dataset, runtime, settings.batch_size, tuple(settings.fusion))
 
 
 def _check_holdout(settings: CalibrateParams, spoof: _ShardFolder) -> None:
@@ -266,17 +302,85 @@ def score_table_markdown(metrics: dict[str, Any]) -> str:
     lines = [f"# Scores on the calibration split ({label})", "",
              f"Held out of calibration (unseen attacks): {held_out}. Shipped: `{metrics['score']}`. "
              f"{(metrics.get('selection') or {}).get('reason', '')}", "",
-             "| score | pooled AUC | " + " | ".join(f"{s} AUC / EER / BPCER100" for s in species) + " |",
+             "| score | pooled AUC | " + " | ".join(f"{s} AUC / EER / BPCER20 / BPCER100" for s in species) + " |",
              "|---|---|" + "---|" * len(species)]
     for score, row in table.items():
         cells = [" / ".join(_cell(row.get(f"{name}/{metric}")) for metric in CALIBRATION_PER_SPECIES) for name in species]
         lines.append(f"| `{score}` | {_cell(row.get('auc'))} | " + " | ".join(cells) + " |")
+    comparison = metrics.get("comparison") or {}
     lines += ["", f"## Test split, shipped score `{metrics['score']}` only", "",
-              "| species | AUC | EER | BPCER100 | unseen |", "|---|---|---|---|---|"]
+              f"`{BASELINE}` is the classical one-class peer (IQM + GMM, Nikisins et al. 2018) on the same rows; it "
+              "never ships. *Beats* means the paired subject-bootstrap CI of the AUC difference lies above 0.", "",
+              "| species | AUC | EER | BPCER20 | BPCER100 | unseen | baseline AUC | AUC − baseline [95% CI] | beats |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for name, row in (metrics.get("test_per_species") or {}).items():
-        lines.append(f"| {name} | {_cell(row.get('auc'))} | {_cell(row.get('eer'))} | {_cell(row.get('bpcer100'))} "
-                     f"| {'yes' if row.get('unseen') else 'no'} |")
+        versus = comparison.get(name) or {}
+        interval = (f"{_cell(versus.get('difference'))} [{_cell(versus.get('ci_low'))}, {_cell(versus.get('ci_high'))}]"
+                    if versus else "n/a")
+        beats = "n/a" if not versus else ("yes" if versus.get("beats") else "no")
+        lines.append(f"| {name} | {_cell(row.get('auc'))} | {_cell(row.get('eer'))} | {_cell(row.get('bpcer20'))} "
+                     f"| {_cell(row.get('bpcer100'))} | {'yes' if row.get('unseen') else 'no'} "
+                     f"| {_cell(versus.get('baseline_auc'))} | {interval} | {beats} |")
     return "\n".join(lines) + "\n"
+
+
+def _fit_baseline(live_train: ShardDataset, settings: CalibrateParams, seed: int):
+    """The classical baseline fitted on the live training crops, or None and why not."""
+    if not settings.baseline:
+        return None, "calibrate.baseline is false"
+    try:
+        return fit_baseline(crops_of(live_train), seed=seed), ""
+    except ValueError as error:  # too few live training crops for the mixture: say so in every table
+        warnings.warn(f"classical baseline not fitted: {error}", stacklevel=2)
+        return None, str(error)
+
+
+def _comparison(test: pd.DataFrame, score: str, settings: CalibrateParams, seed: int) -> dict[str, dict[str, Any]]:
+    """Per test species: the shipped score's AUC against the baseline's, with a paired subject-bootstrap CI."""
+    if BASELINE not in test:
+        return {}
+    is_attack, species = _is_attack(test), test["species"].to_numpy()
+    table = {}
+    for name in _attack_species(test):
+        keep = ~is_attack | (species == name)
+        difference, low, high = paired_auc_difference_ci(
+            test.loc[keep, score].to_numpy(), test.loc[keep, BASELINE].to_numpy(), is_attack[keep],
+            n_resamples=settings.bootstrap_resamples, seed=seed, confidence=CONFIDENCE,
+            groups=test.loc[keep, "subject"].to_numpy())
+        table[name] = {"model_auc": metric_report(test.loc[keep, score].to_numpy(), is_attack[keep], species[keep],
+                                                  0.0)["auc"],
+                       "baseline_auc": metric_report(test.loc[keep, BASELINE].to_numpy(), is_attack[keep],
+                                                     species[keep], 0.0)["auc"],
+                       "difference": difference, "ci_low": low, "ci_high": high, "beats": bool(low > 0)}
+    return table
+
+
+def _skew(live: _ShardFolder, spoof: _ShardFolder, live_sets: dict[str, ShardDataset],
+          spoof_sets: dict[str, ShardDataset], seed: int) -> tuple[dict[str, Any], str]:
+    """Statistics of each live set, and the shortcut AUC of the live training crops against the spoof set's
+    live crops; returns the metrics entry and the markdown report."""
+    def measured(source: _ShardFolder, dataset: ShardDataset, keep_live: bool) -> tuple[pd.DataFrame, np.ndarray]:
+        rows = source.manifest.set_index("record_id").loc[dataset.record_ids].reset_index()
+        frame = pd.concat([skew.crop_statistics(crops_of(dataset)), skew.manifest_statistics(rows)], axis=1)
+        live_rows = dataset.labels != SPOOF if keep_live else np.ones(len(dataset), bool)
+        return frame[live_rows].reset_index(drop=True), dataset.subjects[live_rows]
+
+    groups, frames = {}, {}
+    for name, dataset in live_sets.items():
+        frames[f"live {name}"] = measured(live, dataset, False)
+    for name, dataset in spoof_sets.items():
+        frames[f"spoof-set live {name}"] = measured(spoof, dataset, True)
+    for name, (frame, _) in frames.items():
+        groups[name] = skew.summarise(frame)
+    train_name = next(iter(live_sets))
+    spoof_frames = [frames[f"spoof-set live {name}"] for name in spoof_sets]
+    spoof_live = pd.concat([frame for frame, _ in spoof_frames], ignore_index=True)
+    spoof_subjects = np.concatenate([subjects for _, subjects in spoof_frames])
+    train_frame, train_subjects = frames[f"live {train_name}"]
+    auc_value = skew.shortcut_auc(train_frame, spoof_live, train_subjects, spoof_subjects, seed)
+    synthetic = live.synthetic and spoof.synthetic
+    return {"shortcut_auc": auc_value, "limit": skew.SHORTCUT_LIMIT, "groups": groups}, \
+        skew.skew_markdown(groups, auc_value, synthetic)
 
 
 def calibrate(params: Params) -> dict[str, Any]:
@@ -290,26 +394,41 @@ def calibrate(params: Params) -> dict[str, Any]:
     spoof = _ShardFolder(settings.spoof_data, "spoof_data", model.image_size)
     synthetic = live.synthetic and spoof.synthetic
     _check_holdout(settings, spoof)
-    statistics = _fit_statistics(generator, live, settings, runtime)
+    train_split = params.train.split
+    statistics_set, statistics = _fit_statistics(generator, live, settings, runtime, train_split)
+    live_train = live.split(train_split, "train.split")
+    baseline, baseline_note = _fit_baseline(live_train, settings, seed)
 
+    live_calibration = live.split(settings.live_split, "calibrate.live_split")
+    spoof_calibration = spoof.split(settings.calib_split, "calibrate.calib_split")
     scored = pd.concat([
-        _scored(generator, live, live.split(settings.live_split, "live_split"), runtime, settings.batch_size, statistics),
-        _scored(generator, spoof, spoof.split(settings.calib_split, "calib_split"), runtime, settings.batch_size,
-                statistics),
+        _scored(generator, live, live_calibration, runtime, settings.batch_size, statistics, baseline),
+        _scored(generator, spoof, spoof_calibration, runtime, settings.batch_size, statistics, baseline),
     ], ignore_index=True)
     # Held-out species never reach selection or the threshold: they stand for attacks nobody has seen.
     calibration = scored[~scored["species"].isin(settings.holdout_species)].reset_index(drop=True)
     calibration_table = _calibration_table(calibration, settings)
     score, selection = select_score(calibration_table, settings, _attack_species(calibration))
     threshold = freeze_threshold(calibration, settings, score)
+    baseline_threshold = freeze_threshold(calibration, settings, BASELINE) if baseline is not None else math.nan
 
     # Score and threshold are frozen: only now is the test split opened.
-    test_dataset = spoof.split(settings.test_split, "test_split")
-    test = _scored(generator, spoof, test_dataset, runtime, settings.batch_size, statistics)
+    test_dataset = spoof.split(settings.test_split, "calibrate.test_split")
+    test = _scored(generator, spoof, test_dataset, runtime, settings.batch_size, statistics, baseline)
     expected = sorted(set(_attack_species(calibration)) | set(_attack_species(test)))
     per_species = _per_species(test, score, threshold)
     for name, row in per_species.items():
         row["unseen"] = name in settings.holdout_species
+    baseline_report = {"name": BASELINE, "skipped": baseline_note}
+    if baseline is not None:
+        baseline_report = {"name": BASELINE, "fitted_on": f"live {train_split} ({baseline.samples} crops)",
+                           "threshold": baseline_threshold,
+                           "test_per_species": _per_species(test, BASELINE, baseline_threshold)}
+    comparison = _comparison(test, score, settings, seed)
+    skew_entry, skew_report = _skew(live, spoof, {train_split: live_train, settings.statistics_split: statistics_set,
+                                                  settings.live_split: live_calibration},
+                                    {settings.calib_split: spoof_calibration, settings.test_split: test_dataset}, seed)
+    reconstruction = reconstruction_quality(generator, live_calibration, runtime, settings.batch_size)
     metrics = json_safe({
         "data": "synthetic" if synthetic else "real",
         "score": score,
@@ -321,6 +440,11 @@ def calibrate(params: Params) -> dict[str, Any]:
         "test": _test_metrics(test, settings, score, threshold, expected, seed),
         "test_per_species": per_species,
         "calibration": calibration_table,
+        "baseline": baseline_report,
+        "comparison": comparison,
+        "shortcut_auc": skew_entry["shortcut_auc"],
+        "skew": skew_entry,
+        "reconstruction": {"split": settings.live_split, **reconstruction},
         "counts": _counts(calibration, "calibration") | _counts(test, "test"),
         "bootstrap": {"resamples": settings.bootstrap_resamples, "confidence": CONFIDENCE, "groups": "subject"},
         "statistics": {"file": STATISTICS_FILE, "split": settings.statistics_split, "samples": statistics.samples},
@@ -332,9 +456,13 @@ def calibrate(params: Params) -> dict[str, Any]:
     atomic_write_bytes(out / "plots" / "decomposition.png", _decomposition_png(
         generator, test_dataset, test, runtime, score, seed,
         f"{prefix}decomposition of test samples (shared map scale)"))
-    every = pd.concat([scored, test], ignore_index=True)[[*ROW_COLUMNS, *SCORE_NAMES]]
+    every = pd.concat([scored, test], ignore_index=True)
+    every = every[[*ROW_COLUMNS, *(name for name in (*SCORE_NAMES, BASELINE) if name in every)]]
     atomic_write_bytes(out / "scores.csv", every.to_csv(index=False).encode())
     atomic_write_json(out / STATISTICS_FILE, statistics.to_json())
     atomic_write_bytes(out / SCORE_TABLE_FILE, score_table_markdown(metrics).encode())
+    atomic_write_bytes(out / SKEW_FILE, skew_report.encode())
+    if baseline is not None:
+        atomic_write_json(out / BASELINE_FILE, baseline.to_json())
     atomic_write_json(out / "metrics.json", metrics)
     return metrics

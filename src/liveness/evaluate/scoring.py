@@ -14,7 +14,18 @@ from torch.utils.data import DataLoader, Dataset
 from liveness.config import ModelParams
 from liveness.model.factory import build_generator
 from liveness.model.generator import Generator
-from liveness.model.score import BASE_SCORES, DEFAULT_FUSION, SCORE_NAMES, ScoreStatistics, score_components
+from liveness.model.score import (
+    BASE_SCORES,
+    DEFAULT_FUSION,
+    SCORE_NAMES,
+    STATISTIC_SCORES,
+    ScoreStatistics,
+    peak_signal_to_noise_db,
+    pixel_residual_score,
+    score_components,
+    score_features,
+    structural_dissimilarity_score,
+)
 from liveness.train.runtime import Runtime, images_to_model_input
 
 GENERATOR_WEIGHTS = "generator.pt"  # = liveness.train.trainer.GENERATOR_WEIGHTS; not imported: the trainer pulls in MLflow
@@ -49,23 +60,25 @@ def _as_batches(dataset: Dataset, batch_size: int) -> DataLoader:
 
 @torch.no_grad()
 def score_dataset(generator: Generator, dataset: Dataset, runtime: Runtime, batch_size: int,
-                  statistics: ScoreStatistics | None = None) -> dict[str, np.ndarray]:
-    """Every score of every item, as float64 arrays in dataset order: ``SCORE_NAMES`` with fitted
-    ``statistics``, ``BASE_SCORES`` without.
+                  statistics: ScoreStatistics | None = None, with_features: bool = False) -> dict[str, np.ndarray]:
+    """Every score of every item, as float64 arrays in dataset order: ``BASE_SCORES``, plus each statistics
+    score that ``statistics`` supports. ``with_features`` adds ``features``, the (N, D) ``score_features``.
 
     Items are uint8 (S, S, 3) crops. The generator runs in eval mode without gradients; its mode is restored.
     """
     was_training = generator.training
     generator.eval()
-    names = [*BASE_SCORES, *(["latent_bg_std"] if statistics is not None else []),
-             *(["fused", "deviation"] if statistics is not None and statistics.score_mean else [])]
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    names = [*BASE_SCORES, *(name for name in STATISTIC_SCORES if statistics is not None and statistics.supports(name))]
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in [*names, *(["features"] if with_features else [])]}
     try:
         for batch in _as_batches(dataset, batch_size):
             images = images_to_model_input(batch, runtime)
             with runtime.autocast():
                 output = generator(images, with_clear_face=False)
-            for name, values in score_components(images, output, statistics).items():
+            scores = score_components(images, output, statistics)
+            if with_features:
+                scores["features"] = score_features(output, scores)
+            for name, values in scores.items():
                 if name in parts:
                     parts[name].append(values.float().cpu().numpy().astype(np.float64))
     finally:
@@ -73,18 +86,31 @@ def score_dataset(generator: Generator, dataset: Dataset, runtime: Runtime, batc
     return {name: np.concatenate(values) if values else np.empty(0) for name, values in parts.items()}
 
 
+def _gaussian(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, scale and the inverse of a Ledoit-Wolf shrunk covariance of the scaled features: with a few hundred
+    live crops and ~100 features the sample covariance is singular, the shrunk one is not."""
+    from sklearn.covariance import LedoitWolf
+
+    mean = features.mean(axis=0)
+    scale = features.std(axis=0)
+    scale = np.where(scale > 1e-8, scale, 1.0)
+    shrunk = LedoitWolf().fit((features - mean) / scale)
+    return mean, scale, shrunk.precision_
+
+
 @torch.no_grad()
-def fit_score_statistics(generator: Generator, live_train: Dataset, runtime: Runtime, batch_size: int,
+def fit_score_statistics(generator: Generator, live: Dataset, runtime: Runtime, batch_size: int,
                          fusion: tuple[str, ...] = DEFAULT_FUSION) -> ScoreStatistics:
-    """``ScoreStatistics`` from LIVE TRAINING crops only: z_bg's per-channel std, then the mean and std of each
-    fusion component. Nothing here may see calibration or test data (they would leak into the score)."""
-    if len(live_train) < 2:
-        raise ValueError(f"fitting score statistics needs at least 2 live training crops, got {len(live_train)}")
+    """``ScoreStatistics`` from LIVE crops of a split of their own (``calibrate.statistics_split``): z_bg's
+    per-channel std, each fusion component's mean and std, and the Gaussian of ``score_features``. Nothing here
+    may see calibration or test data (it would leak into the score)."""
+    if len(live) < 2:
+        raise ValueError(f"fitting score statistics needs at least 2 live crops, got {len(live)}")
     was_training = generator.training
     generator.eval()
     count, total, total_squares = 0, None, None
     try:
-        for batch in _as_batches(live_train, batch_size):
+        for batch in _as_batches(live, batch_size):
             images = images_to_model_input(batch, runtime)
             with runtime.autocast():
                 background = generator.encoder(images).background.double()
@@ -97,11 +123,13 @@ def fit_score_statistics(generator: Generator, live_train: Dataset, runtime: Run
         generator.train(was_training)
     variance = (total_squares / count - (total / count).square()).clamp_min(0)
     channel_std = ScoreStatistics(tuple(float(v) for v in variance.sqrt().cpu()), fusion=fusion)
-    scores = score_dataset(generator, live_train, runtime, batch_size, channel_std)
+    scores = score_dataset(generator, live, runtime, batch_size, channel_std, with_features=True)
+    mean, scale, precision = _gaussian(scores["features"])
     return ScoreStatistics(channel_std.background_std,
                            {name: float(scores[name].mean()) for name in fusion},
                            {name: float(scores[name].std(ddof=1)) for name in fusion},
-                           fusion, len(live_train))
+                           fusion, len(live), tuple(map(float, mean)), tuple(map(float, scale)),
+                           tuple(tuple(map(float, row)) for row in precision))
 
 
 def _to_unit_range(images: torch.Tensor) -> np.ndarray:
@@ -132,3 +160,27 @@ def decompose(generator: Generator, crops: torch.Tensor, runtime: Runtime) -> di
         "reconstruction": _to_unit_range(output.reconstruction),
         "latent_bg_map": difference.cpu().numpy().astype(np.float64),
     }
+
+
+@torch.no_grad()
+def reconstruction_quality(generator: Generator, dataset: Dataset, runtime: Runtime, batch_size: int) -> dict[str, float]:
+    """How well the generator rebuilds ``dataset``'s crops: median PSNR (dB, on [0, 1]) and median SSIM of
+    I_real, and mean L1 on [-1, 1] (L_pix's scale). NaNs when the dataset is empty."""
+    was_training = generator.training
+    generator.eval()
+    psnr, ssim, l1 = [], [], []
+    try:
+        for batch in _as_batches(dataset, batch_size):
+            images = images_to_model_input(batch, runtime)
+            with runtime.autocast():
+                output = generator(images, with_clear_face=False)
+            psnr.append(peak_signal_to_noise_db(images, output.reconstruction).cpu().numpy())
+            ssim.append(1.0 - structural_dissimilarity_score(images, output.reconstruction).cpu().numpy())
+            l1.append(pixel_residual_score(images, output.reconstruction).cpu().numpy())
+    finally:
+        generator.train(was_training)
+    if not psnr:
+        return {"psnr_db": float("nan"), "ssim": float("nan"), "pixel_l1": float("nan"), "samples": 0}
+    psnr_all, ssim_all, l1_all = np.concatenate(psnr), np.concatenate(ssim), np.concatenate(l1)
+    return {"psnr_db": float(np.median(psnr_all)), "ssim": float(np.median(ssim_all)),
+            "pixel_l1": float(l1_all.mean()), "samples": int(psnr_all.size)}

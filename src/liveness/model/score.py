@@ -11,16 +11,25 @@ sample's score never depends on its batch mates. Higher always means "more likel
 | ``latent_face`` | Δ's comparison on the face codes |
 | ``pixel`` | mean |I - I_real|: the reconstruction residual |
 | ``pixel_hf`` | mean |high-pass(I - I_real)|: the fine detail the reconstruction does not reproduce |
-| ``fused`` | mean of the live-train z-scores of ``ScoreStatistics.fusion`` (needs statistics) |
+| ``latent_bg_rel`` | Δ divided by the code's own mean magnitude mean |z_bg|: Δ without the activations' scale |
+| ``pixel_topk`` | mean of the largest ``TOPK_FRACTION`` of 8x8-patch residuals: a local artefact in a clean image |
+| ``ssim`` | 1 - mean SSIM(I, I_real): structure the reconstruction loses, insensitive to brightness |
+| ``gradient`` | mean |∇I - ∇I_real|: edges and texture the model does not rebuild |
+| ``spectrum_hf`` | log mean power of the residual above half the Nyquist frequency: halftone and moiré energy |
+| ``fused`` | mean of the live z-scores of ``ScoreStatistics.fusion`` (needs statistics) |
 | ``deviation`` | root mean square of those z-scores: how atypical of live the sample is, in either direction |
+| ``feature_gaussian`` | squared Mahalanobis distance of the network's per-sample features (``score_features``) from
+  the live Gaussian, per feature: a one-class model of what the network sees in live faces (needs statistics) |
 
 ``deviation`` is the one-class answer to a measured failure: recaptured attacks are smoother than live faces,
 so the network rebuilds them *more* faithfully and the one-sided scores rank them as more live than live
 (DESIGN §1.4). A sample whose gaps are unusually small is as atypical of live faces as one whose gaps are large;
 no spoof data is needed to say so, only the live-train statistics.
 
-``ScoreStatistics`` holds what the statistics-based scores need. It is fitted on live TRAINING crops only
-(``liveness.evaluate.scoring.fit_score_statistics``) and travels with the model.
+``ScoreStatistics`` holds what the statistics-based scores need. It is fitted on a live split of its own, whose
+identities neither trained the generator nor calibrate the threshold (``calibrate.statistics_split``;
+``liveness.evaluate.scoring.fit_score_statistics``): on training crops the model has memorised, live residuals
+look smaller than they are. It travels with the model.
 """
 
 from __future__ import annotations
@@ -33,11 +42,18 @@ import torch.nn.functional as F
 
 from liveness.model.generator import Generator, GeneratorOutput
 
-BASE_SCORES: tuple[str, ...] = ("latent_bg", "latent_bg_cos", "latent_face", "pixel", "pixel_hf")
-STATISTIC_SCORES: tuple[str, ...] = ("latent_bg_std", "fused", "deviation")
+BASE_SCORES: tuple[str, ...] = ("latent_bg", "latent_bg_cos", "latent_face", "pixel", "pixel_hf", "latent_bg_rel",
+                                "pixel_topk", "ssim", "gradient", "spectrum_hf")
+STATISTIC_SCORES: tuple[str, ...] = ("latent_bg_std", "fused", "deviation", "feature_gaussian")
 SCORE_NAMES: tuple[str, ...] = (*BASE_SCORES, *STATISTIC_SCORES)
 DEFAULT_FUSION: tuple[str, ...] = ("latent_bg_std", "latent_bg_cos", "latent_face", "pixel", "pixel_hf")
+RESIDUAL_FEATURES: tuple[str, ...] = ("pixel", "pixel_hf", "pixel_topk", "ssim", "gradient", "spectrum_hf",
+                                      "latent_bg_rel")
 HIGH_PASS_KERNEL = 5  # box blur side: the residual minus its local mean keeps detail finer than ~5 px
+PATCH = 8  # pixel_topk's patch side
+TOPK_FRACTION = 0.05
+SSIM_WINDOW, SSIM_SIGMA = 7, 1.5
+_SSIM_C1, _SSIM_C2 = 0.01**2, 0.03**2  # on [0, 1] images, as Wang et al. 2004
 _EPSILON = 1e-8
 
 
@@ -49,21 +65,40 @@ class ScoreStatistics:
     score_mean: dict[str, float] = field(default_factory=dict)
     score_std: dict[str, float] = field(default_factory=dict)
     fusion: tuple[str, ...] = DEFAULT_FUSION
-    samples: int = 0  # how many live training crops they were fitted on
+    samples: int = 0  # how many live crops they were fitted on
+    feature_mean: tuple[float, ...] = ()  # of score_features, for feature_gaussian
+    feature_scale: tuple[float, ...] = ()
+    feature_precision: tuple[tuple[float, ...], ...] = ()  # inverse shrunk covariance of the scaled features
 
     def __post_init__(self) -> None:
-        unknown = [name for name in self.fusion if name not in SCORE_NAMES or name in ("fused", "deviation")]
+        unknown = [name for name in self.fusion if name not in SCORE_NAMES or name in STATISTIC_SCORES[1:]]
         if unknown:
-            raise ValueError(f"fusion components {unknown} are not scores; choose from {SCORE_NAMES[:-1]}")
+            raise ValueError(f"fusion components {unknown} are not scores; choose from "
+                             f"{[name for name in SCORE_NAMES if name not in STATISTIC_SCORES[1:]]}")
+
+    def supports(self, score: str) -> bool:
+        """Whether these statistics hold what ``score`` needs."""
+        if score == "latent_bg_std":
+            return bool(self.background_std)
+        if score in ("fused", "deviation"):
+            return bool(self.score_mean)
+        if score == "feature_gaussian":
+            return bool(self.feature_precision)
+        return True
 
     def to_json(self) -> dict[str, Any]:
         return {"background_std": list(self.background_std), "score_mean": dict(self.score_mean),
-                "score_std": dict(self.score_std), "fusion": list(self.fusion), "samples": self.samples}
+                "score_std": dict(self.score_std), "fusion": list(self.fusion), "samples": self.samples,
+                "feature_mean": list(self.feature_mean), "feature_scale": list(self.feature_scale),
+                "feature_precision": [list(row) for row in self.feature_precision]}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> "ScoreStatistics":
         return cls(tuple(float(v) for v in raw["background_std"]), {k: float(v) for k, v in raw["score_mean"].items()},
-                   {k: float(v) for k, v in raw["score_std"].items()}, tuple(raw["fusion"]), int(raw.get("samples", 0)))
+                   {k: float(v) for k, v in raw["score_std"].items()}, tuple(raw["fusion"]), int(raw.get("samples", 0)),
+                   tuple(float(v) for v in raw.get("feature_mean", ())),
+                   tuple(float(v) for v in raw.get("feature_scale", ())),
+                   tuple(tuple(float(v) for v in row) for row in raw.get("feature_precision", ())))
 
 
 def latent_background_score(background: torch.Tensor, background_recoded: torch.Tensor) -> torch.Tensor:
@@ -85,6 +120,93 @@ def high_pass_residual_score(image: torch.Tensor, reconstruction: torch.Tensor) 
     return (residual - local_mean).abs().flatten(1).mean(dim=1)
 
 
+def relative_latent_score(background: torch.Tensor, background_recoded: torch.Tensor) -> torch.Tensor:
+    """Δ / mean |z_bg| per sample, (N,): the gap as a share of the code's own magnitude, so a recapture that
+    shrinks the activations (compressed gamut and contrast) does not shrink its score with them."""
+    return latent_background_score(background, background_recoded) / (
+        background.float().abs().flatten(1).mean(dim=1) + _EPSILON)
+
+
+def topk_patch_residual_score(image: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """Mean of the largest ``TOPK_FRACTION`` of 8x8-patch mean residuals (stride 4), (N,): a local artefact
+    (a cut edge, glare, a mask border) in an otherwise well rebuilt image."""
+    residual = (image.float() - reconstruction.float()).abs().mean(dim=1, keepdim=True)
+    patch = min(PATCH, residual.shape[-2], residual.shape[-1])
+    patches = F.avg_pool2d(residual, patch, stride=max(1, patch // 2)).flatten(1)
+    k = max(1, int(round(patches.shape[1] * TOPK_FRACTION)))
+    return patches.topk(k, dim=1).values.mean(dim=1)
+
+
+def _gaussian_window(channels: int, device: torch.device) -> torch.Tensor:
+    coordinates = torch.arange(SSIM_WINDOW, dtype=torch.float32, device=device) - (SSIM_WINDOW - 1) / 2
+    line = torch.exp(-coordinates.square() / (2 * SSIM_SIGMA**2))
+    line = line / line.sum()
+    return (line[:, None] * line[None, :]).expand(channels, 1, SSIM_WINDOW, SSIM_WINDOW).contiguous()
+
+
+def structural_dissimilarity_score(image: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """1 - mean SSIM (Gaussian window, per channel, edges replicated) of I and I_real on [0, 1], (N,)."""
+    x, y = (image.float() + 1) / 2, (reconstruction.float() + 1) / 2
+    window = _gaussian_window(x.shape[1], x.device)
+    pad = SSIM_WINDOW // 2
+
+    def blur(values: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(values, (pad, pad, pad, pad), mode="replicate"), window, groups=x.shape[1])
+
+    mean_x, mean_y = blur(x), blur(y)
+    var_x = blur(x * x) - mean_x.square()
+    var_y = blur(y * y) - mean_y.square()
+    covariance = blur(x * y) - mean_x * mean_y
+    ssim = ((2 * mean_x * mean_y + _SSIM_C1) * (2 * covariance + _SSIM_C2)) / (
+        (mean_x.square() + mean_y.square() + _SSIM_C1) * (var_x + var_y + _SSIM_C2))
+    return 1.0 - ssim.flatten(1).mean(dim=1)
+
+
+PSNR_CAP_DB = 100.0  # a perfect reconstruction's PSNR, instead of infinity
+
+
+def peak_signal_to_noise_db(image: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """PSNR of I_real against I on [0, 1], per sample (N,), capped at ``PSNR_CAP_DB``."""
+    mse = ((image.float() - reconstruction.float()) / 2).square().flatten(1).mean(dim=1)
+    return (10 * torch.log10(1.0 / mse.clamp_min(10 ** (-PSNR_CAP_DB / 10)))).clamp_max(PSNR_CAP_DB)
+
+
+def _gradients(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return values[..., :, 1:] - values[..., :, :-1], values[..., 1:, :] - values[..., :-1, :]
+
+
+def gradient_residual_score(image: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """Mean |∂I - ∂I_real| over both directions, (N,): the edges and texture the reconstruction misses."""
+    image_dx, image_dy = _gradients(image.float())
+    recon_dx, recon_dy = _gradients(reconstruction.float())
+    return ((image_dx - recon_dx).abs().flatten(1).mean(dim=1) + (image_dy - recon_dy).abs().flatten(1).mean(dim=1)) / 2
+
+
+def _dft_basis(size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real and imaginary DFT matrices: the spectrum as two matmuls, which every ONNX exporter traces."""
+    index = torch.arange(size, dtype=torch.float32, device=device)
+    angle = 2 * torch.pi * index[:, None] * index[None, :] / size
+    return torch.cos(angle), -torch.sin(angle)
+
+
+def high_frequency_spectrum_score(image: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """log mean power of the grey residual's 2-D DFT above half the Nyquist radius, (N,): the periodic energy
+    of halftone dots, screen grids and moiré, which a model of live faces does not rebuild."""
+    residual = (image.float() - reconstruction.float()).mean(dim=1)  # (N, H, W)
+    height, width = residual.shape[-2:]
+    cos_h, sin_h = _dft_basis(height, residual.device)
+    cos_w, sin_w = _dft_basis(width, residual.device)
+    rows_real, rows_imag = cos_h @ residual, sin_h @ residual
+    real = rows_real @ cos_w - rows_imag @ sin_w
+    imaginary = rows_real @ sin_w + rows_imag @ cos_w
+    power = (real.square() + imaginary.square()) / (height * width)
+    fy = torch.minimum(torch.arange(height, device=residual.device), height - torch.arange(height, device=residual.device))
+    fx = torch.minimum(torch.arange(width, device=residual.device), width - torch.arange(width, device=residual.device))
+    radius = torch.sqrt((fy[:, None] / (height / 2)).square() + (fx[None, :] / (width / 2)).square())
+    band = (radius > 0.5).to(power.dtype)
+    return torch.log((power * band).flatten(1).sum(dim=1) / band.sum() + _EPSILON)
+
+
 def cosine_distance_score(codes: torch.Tensor, recodes: torch.Tensor) -> torch.Tensor:
     """1 - cos(z, z') over the flattened codes, (N,)."""
     return 1.0 - F.cosine_similarity(codes.float().flatten(1), recodes.float().flatten(1), dim=1, eps=_EPSILON)
@@ -95,28 +217,67 @@ def background_channel_differences(output: GeneratorOutput) -> torch.Tensor:
     return (output.codes.background.float() - output.recodes.background.float()).abs().flatten(2).mean(dim=2)
 
 
-def score_components(image: torch.Tensor, output: GeneratorOutput,
-                     statistics: ScoreStatistics | None = None) -> dict[str, torch.Tensor]:
-    """Every per-sample score of one forward pass, each (N,). Without ``statistics`` only ``BASE_SCORES``."""
-    channel_differences = background_channel_differences(output)
-    scores = {
-        "latent_bg": channel_differences.mean(dim=1),
-        "latent_bg_cos": cosine_distance_score(output.codes.background, output.recodes.background),
-        "latent_face": latent_background_score(output.codes.face, output.recodes.face),
+def base_scores(image: torch.Tensor, output: GeneratorOutput) -> dict[str, torch.Tensor]:
+    """``BASE_SCORES`` of one forward pass, each (N,): no statistics needed."""
+    codes, recodes = output.codes, output.recodes
+    return {
+        "latent_bg": latent_background_score(codes.background, recodes.background),
+        "latent_bg_cos": cosine_distance_score(codes.background, recodes.background),
+        "latent_face": latent_background_score(codes.face, recodes.face),
         "pixel": pixel_residual_score(image, output.reconstruction),
         "pixel_hf": high_pass_residual_score(image, output.reconstruction),
+        "latent_bg_rel": relative_latent_score(codes.background, recodes.background),
+        "pixel_topk": topk_patch_residual_score(image, output.reconstruction),
+        "ssim": structural_dissimilarity_score(image, output.reconstruction),
+        "gradient": gradient_residual_score(image, output.reconstruction),
+        "spectrum_hf": high_frequency_spectrum_score(image, output.reconstruction),
     }
+
+
+def score_features(output: GeneratorOutput, scores: dict[str, torch.Tensor]) -> torch.Tensor:
+    """What ``feature_gaussian`` models, per sample (N, D): per channel of z_bg and of z_face their mean, their
+    spatial std and their mean gap to the re-encoding (|z - z'|); and the log of ``RESIDUAL_FEATURES``. A
+    recapture shifts the codes' statistics (gamut, contrast, texture) as well as the gaps."""
+    background = output.codes.background.float().flatten(2)
+    face = output.codes.face.float().flatten(2)
+    face_gap = (output.codes.face.float() - output.recodes.face.float()).abs().flatten(2).mean(dim=2)
+    residuals = torch.stack([torch.log(scores[name].float().clamp_min(_EPSILON)) if name != "spectrum_hf"
+                             else scores[name].float() for name in RESIDUAL_FEATURES], dim=1)
+    return torch.cat([background.mean(dim=2), background.std(dim=2, correction=0),
+                      background_channel_differences(output), face.mean(dim=2), face.std(dim=2, correction=0),
+                      face_gap, residuals], dim=1)
+
+
+def score_components(image: torch.Tensor, output: GeneratorOutput,
+                     statistics: ScoreStatistics | None = None) -> dict[str, torch.Tensor]:
+    """Every per-sample score of one forward pass, each (N,). Without ``statistics`` only ``BASE_SCORES``;
+    with them, each statistics score they support."""
+    scores = base_scores(image, output)
     if statistics is None:
         return scores
-    std = torch.tensor(statistics.background_std, dtype=torch.float32, device=channel_differences.device)
-    scores["latent_bg_std"] = (channel_differences / std.clamp_min(_EPSILON)).mean(dim=1)
-    if statistics.score_mean:
+    if statistics.supports("latent_bg_std"):
+        channel_differences = background_channel_differences(output)
+        std = torch.tensor(statistics.background_std, dtype=torch.float32, device=channel_differences.device)
+        scores["latent_bg_std"] = (channel_differences / std.clamp_min(_EPSILON)).mean(dim=1)
+    if statistics.supports("fused"):
         standardised = [(scores[name] - statistics.score_mean[name]) / max(statistics.score_std[name], _EPSILON)
                         for name in statistics.fusion]
         stacked = torch.stack(standardised, dim=1)
         scores["fused"] = stacked.mean(dim=1)
         scores["deviation"] = stacked.square().mean(dim=1).sqrt()
+    if statistics.supports("feature_gaussian"):
+        scores["feature_gaussian"] = feature_gaussian_score(score_features(output, scores), statistics)
     return scores
+
+
+def feature_gaussian_score(features: torch.Tensor, statistics: ScoreStatistics) -> torch.Tensor:
+    """(x - μ)ᵀ P (x - μ) / D on the scaled features, (N,): large when the network sees what live faces never show."""
+    device = features.device
+    mean = torch.tensor(statistics.feature_mean, dtype=torch.float32, device=device)
+    scale = torch.tensor(statistics.feature_scale, dtype=torch.float32, device=device)
+    precision = torch.tensor(statistics.feature_precision, dtype=torch.float32, device=device)
+    centred = (features.float() - mean) / scale
+    return (centred @ precision * centred).sum(dim=1) / centred.shape[1]
 
 
 @torch.no_grad()

@@ -17,13 +17,15 @@ import torch
 
 from liveness.config import CropParams, DetectionParams, ModelParams
 from liveness.data.decode import ImageRejected, decode_bytes
-from liveness.data.faces import FaceDetector, align_and_crop, choose_face
+from liveness.data.faces import Face, FaceDetector, align_and_crop, choose_face
 from liveness.evaluate.scoring import GENERATOR_WEIGHTS, load_generator
 from liveness.io import atomic_write_json
 from liveness.model.score import SCORE_NAMES, STATISTIC_SCORES, ScoreStatistics, score_components
 
 CONFIG_FILE = "config.json"
 Label = Literal["live", "spoof", "no_face", "rejected"]
+TrainedOn = Literal["synthetic", "real"]
+TRAINED_ON: tuple[str, ...] = ("synthetic", "real")
 Backend = Literal["torch", "onnx"]
 BACKENDS: tuple[str, ...] = ("torch", "onnx")
 
@@ -37,7 +39,7 @@ class BundleConfig:
     detection: DetectionParams
     threshold: float
     score: str
-    data: Literal["synthetic", "real"]
+    data: TrainedOn
     statistics: ScoreStatistics | None = None  # live-train statistics of the standardised and fused scores
     selection: str = ""  # why this score ships (calibrate's selection reason)
 
@@ -57,9 +59,12 @@ class BundleConfig:
                          float(raw["threshold"]), str(raw["score"]), raw["data"], statistics, str(raw.get("selection", "")))
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{source} is not a valid model config ({error}); re-register the model") from None
+        if config.data not in TRAINED_ON:
+            raise ValueError(f"{source}: data {config.data!r} is not one of {TRAINED_ON} (what the model was trained "
+                             "on); re-register the model")
         if config.score not in SCORE_NAMES:
             raise ValueError(f"{source}: score {config.score!r} is not one of {SCORE_NAMES}; re-register the model")
-        if config.score in STATISTIC_SCORES and (config.statistics is None or not config.statistics.score_mean):
+        if config.score in STATISTIC_SCORES and (config.statistics is None or not config.statistics.supports(config.score)):
             raise ValueError(f"{source}: score {config.score!r} needs live-train statistics, which the config lacks; "
                              "re-register from a calibrate run (it writes reports/score_statistics.json)")
         if config.crop.size != config.model.image_size:
@@ -85,9 +90,16 @@ class Prediction:
     threshold: float
     label: Label
     reason: str  # decode rejection reason or multiple_faces; "" otherwise
+    trained_on: TrainedOn  # the bundle's data: scores of a "synthetic" model say nothing about real faces
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def synthetic_warning(name: str, version: str) -> str:
+    """What to tell a user whose images a model trained on synthetic data has scored."""
+    label = f"v{version}" if str(version).isdigit() else f"({version})"
+    return f"model {name} {label} was trained on SYNTHETIC data; its scores say nothing about real faces"
 
 
 def _device(setting: str) -> str:
@@ -126,6 +138,11 @@ class Predictor:
     def threshold(self) -> float:
         return self.config.threshold
 
+    @property
+    def trained_on(self) -> TrainedOn:
+        """What the model was trained on (the bundle config's ``data``): "synthetic" or "real"."""
+        return self.config.data
+
     def predict(self, images: list[bytes | np.ndarray]) -> list[Prediction]:
         """One Prediction per input, in order; bad inputs become ``rejected`` rows, never exceptions."""
         results: list[Prediction | None] = [None] * len(images)
@@ -136,24 +153,35 @@ class Predictor:
             except ImageRejected as error:
                 results[position] = self._row(False, None, math.nan, "rejected", error.reason)
         positions = list(decoded)
-        faces = self.detector.detect_batch([decoded[p] for p in positions])
         crops, scored = [], []
-        detection, crop = self.config.detection, self.config.crop
-        for position, found in zip(positions, faces, strict=True):
-            face, problem = choose_face(found, detection.multi_face, detection.dominance)
+        for position, (face, problem, crop) in zip(positions, self.crop_faces([decoded[p] for p in positions]),
+                                                   strict=True):
             if face is None:
                 label: Label = "no_face" if problem == "no_face" else "rejected"
                 results[position] = self._row(False, None, math.nan, label, "" if label == "no_face" else problem)
                 continue
-            crops.append(align_and_crop(decoded[position], face, crop.size, crop.context).image)
+            crops.append(crop)
             scored.append((position, face))
         for (position, face), score in zip(scored, self._scores(crops), strict=True):
             label = "spoof" if score > self.threshold else "live"  # metrics.py: attack iff score > threshold
             results[position] = self._row(True, [float(v) for v in face.box], score, label, "")
         return [result for result in results if result is not None]
 
+    def crop_faces(self, images: list[np.ndarray]) -> list[tuple[Face | None, str, np.ndarray | None]]:
+        """(face, problem, crop) per RGB image: MTCNN, the multi-face policy and the aligned crop, exactly as
+        curation makes the training, calibration and test crops (DESIGN §2.2, one face path)."""
+        detection, crop = self.config.detection, self.config.crop
+        results = []
+        for image, found in zip(images, self.detector.detect_batch(images), strict=True):
+            face, problem = choose_face(found, detection.multi_face, detection.dominance)
+            if face is None:
+                results.append((None, problem or "", None))
+            else:
+                results.append((face, "", align_and_crop(image, face, crop.size, crop.context).image))
+        return results
+
     def _row(self, found: bool, box: list[float] | None, score: float, label: Label, reason: str) -> Prediction:
-        return Prediction(found, box, float(score), self.threshold, label, reason)
+        return Prediction(found, box, float(score), self.threshold, label, reason, self.trained_on)
 
     @torch.no_grad()
     def _scores(self, crops: list[np.ndarray]) -> list[float]:

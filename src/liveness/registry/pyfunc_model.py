@@ -2,7 +2,9 @@
 
 MLflow runs this file on load; ``set_model`` names the model object. The ``bundle`` artifact is the folder
 holding ``generator.pt`` and ``config.json``. Input: a DataFrame with an ``image`` column of encoded image
-bytes (RGB uint8 HxWx3 arrays also work when the signature is not enforced). Output: one row per image.
+bytes (RGB uint8 HxWx3 arrays also work when the signature is not enforced). Output: one row per image, with
+``trained_on`` ("synthetic" or "real", the bundle's ``data``) on every row: a synthetic model's scores say
+nothing about real faces.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from liveness.registry.predictor import Predictor
 
 BUNDLE = "bundle"
 INPUT_COLUMN = "image"
-OUTPUT_COLUMNS = ("face_found", "box", "score", "threshold", "label", "reason")
+OUTPUT_COLUMNS = ("face_found", "box", "score", "threshold", "label", "reason", "trained_on")
 
 
 class LivenessModel(mlflow.pyfunc.PythonModel):
@@ -24,6 +26,11 @@ class LivenessModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self._predictor = Predictor(context.artifacts[BUNDLE])
+
+    @property
+    def trained_on(self) -> str:
+        """What the loaded model was trained on: "synthetic" or "real"."""
+        return self._predictor.trained_on
 
     def predict(self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:

@@ -93,10 +93,32 @@ BLIND_SPOT_AUC = 0.90  # a species below this test AUC is listed as a blind spot
 
 def _species_rows(metrics: dict[str, Any]) -> list[str]:
     rows = []
+    comparison = metrics.get("comparison") or {}
     for species, row in sorted((metrics.get("test_per_species") or {}).items()):
         seen = "**unseen** (held out of calibration)" if row.get("unseen") else "seen in calibration"
-        rows.append(f"| {species} | {_fmt(row.get('auc'))} | {_fmt(row.get('eer'))} | {_fmt(row.get('bpcer100'))} | {seen} |")
+        versus = comparison.get(species)
+        if versus:
+            beats = (f"{_fmt(versus.get('baseline_auc'))}; {'**yes**' if versus.get('beats') else '**no**'} "
+                     f"(Δ AUC {_fmt(versus.get('difference'))}, 95% CI {_fmt(versus.get('ci_low'))} – "
+                     f"{_fmt(versus.get('ci_high'))})")
+        else:
+            beats = "n/a (baseline not run)"
+        rows.append(f"| {species} | {_fmt(row.get('auc'))} | {_fmt(row.get('eer'))} | {_fmt(row.get('bpcer100'))} "
+                    f"| {seen} | {beats} |")
     return rows
+
+
+def _training_lines(training: dict[str, Any] | None) -> list[str]:
+    """Which losses trained the model, and with which identity network (from the trainer's summary.json)."""
+    if not training:
+        return ["- not recorded (no summary.json beside the weights)"]
+    used = training.get("losses_used") or {}
+    lines = [f"- {name}: {value}" for name, value in used.items()] or ["- losses: not recorded"]
+    reconstruction = training.get("reconstruction") or {}
+    if reconstruction:
+        lines.append(f"- held-out reconstruction: PSNR {_fmt(reconstruction.get('psnr_db'))} dB, SSIM "
+                     f"{_fmt(reconstruction.get('ssim'))}")
+    return lines
 
 
 def _calibration_rows(metrics: dict[str, Any]) -> list[str]:
@@ -130,8 +152,10 @@ def _blind_spots(metrics: dict[str, Any]) -> list[str]:
     return spots
 
 
-def model_card(name: str, metrics: dict[str, Any], config: BundleConfig, digest: str) -> str:
-    """Markdown: data source, test metrics at the frozen threshold, and known limits."""
+def model_card(name: str, metrics: dict[str, Any], config: BundleConfig, digest: str,
+               training: dict[str, Any] | None = None) -> str:
+    """Markdown: data source, how it was trained, test metrics at the frozen threshold beside the classical
+    baseline, the benchmark's shortcut AUC, and known limits."""
     synthetic = config.data == "synthetic"
     test = metrics["test"]
     rows = [f"| {m} | {_fmt(test.get(m))} | {_fmt(test.get(f'{m}_ci_low'))} – {_fmt(test.get(f'{m}_ci_high'))} |"
@@ -188,7 +212,8 @@ def _signature():
     inputs = Schema([ColSpec(DataType.binary, pyfunc_model.INPUT_COLUMN)])
     outputs = Schema([ColSpec(DataType.boolean, "face_found"), ColSpec(Array(DataType.double), "box", required=False),
                       ColSpec(DataType.double, "score"), ColSpec(DataType.double, "threshold"),
-                      ColSpec(DataType.string, "label"), ColSpec(DataType.string, "reason")])
+                      ColSpec(DataType.string, "label"), ColSpec(DataType.string, "reason"),
+                      ColSpec(DataType.string, "trained_on")])
     return ModelSignature(inputs, outputs)
 
 
@@ -224,12 +249,35 @@ def _log_and_register(settings: RegisterParams, bundle: Path, config: BundleConf
             **{f"detection.{k}": v for k, v in config.detection.model_dump(mode="json").items()}}
         mlflow.log_params(params)
         mlflow.log_metrics(flat_numeric(metrics["test"]))
-        mlflow.log_text(model_card(settings.model_name, metrics, config, digest), "model_card.md")
+        summary = Path(settings.model_dir) / "summary.json"
+        training = json.loads(summary.read_text()) if summary.is_file() else None
+        mlflow.log_text(model_card(settings.model_name, metrics, config, digest, training), "model_card.md")
         info = mlflow.pyfunc.log_model(
             name="model", python_model=pyfunc_model.__file__, artifacts={pyfunc_model.BUNDLE: str(bundle)},
             code_paths=[str(PACKAGE_SOURCE)], signature=_signature(), input_example=_input_example(),
             pip_requirements=_requirements(), registered_model_name=settings.model_name)
     return str(info.registered_model_version), run.info.run_id
+
+
+def bundle_config(params: Params, metrics_path: Path) -> BundleConfig:
+    """The bundle config of a calibrated run: the model, crop and detection it was trained and calibrated with,
+    and calibrate's threshold, score, selection reason and statistics (from ``metrics_path``)."""
+    metrics = read_metrics(metrics_path)
+    return BundleConfig(params.model, params.curate.crop, params.curate.detection, float(metrics["threshold"]),
+                        metrics["score"], metrics["data"], read_statistics(metrics_path, metrics),
+                        (metrics.get("selection") or {}).get("reason", ""))
+
+
+def write_bundle(folder: Path, weights: Path, config: BundleConfig) -> Path:
+    """A model bundle folder (``generator.pt`` + ``config.json``) that ``Predictor`` and ``liveness predict
+    --model <folder>`` load."""
+    if not Path(weights).is_file():
+        raise FileNotFoundError(f"generator weights {weights} not found; train first")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(weights, folder / GENERATOR_WEIGHTS)
+    write_config(folder, config)
+    return folder
 
 
 def register(params: Params) -> Registration:
@@ -242,17 +290,12 @@ def register(params: Params) -> Registration:
     weights = Path(settings.model_dir) / GENERATOR_WEIGHTS
     if not weights.is_file():
         raise FileNotFoundError(f"generator weights {weights} not found; train first or set register.model_dir")
-    config = BundleConfig(params.model, params.curate.crop, params.curate.detection, float(metrics["threshold"]),
-                          metrics["score"], metrics["data"], read_statistics(settings.metrics, metrics),
-                          (metrics.get("selection") or {}).get("reason", ""))
+    config = bundle_config(params, settings.metrics)
     uri = tracking_uri(settings.tracking_uri)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     with tempfile.TemporaryDirectory(prefix="liveness-bundle-") as staging:
-        bundle = Path(staging) / pyfunc_model.BUNDLE
-        bundle.mkdir()
-        shutil.copyfile(weights, bundle / GENERATOR_WEIGHTS)
-        write_config(bundle, config)
+        bundle = write_bundle(Path(staging) / pyfunc_model.BUNDLE, weights, config)
         digest = content_hash(bundle)
         existing = _existing_version(client, settings.model_name, digest)
         if existing is not None:

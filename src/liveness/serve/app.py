@@ -4,7 +4,8 @@ Endpoints: ``POST /v1/liveness`` (one image, raw body or a multipart file), ``PO
 multipart files), ``GET /healthz`` (the process answers), ``GET /readyz`` (a model is loaded), ``GET /metrics``
 (Prometheus) and the OpenAPI docs at ``/docs``. Decoding and inference run in a bounded thread pool so the event
 loop keeps answering health checks while the model works. Bad input is a 4xx JSON ``{"error", "detail"}``; a
-face that is not found is a valid answer (200, label ``no_face``).
+face that is not found is a valid answer (200, label ``no_face``). Every answer, and every item of a batch, says
+what the model was trained on (``trained_on``: "synthetic" or "real") next to the model's name and version.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from liveness.data.decode import ImageRejected, decode_bytes
-from liveness.registry.predictor import Prediction
+from liveness.registry.predictor import Prediction, TrainedOn
 from liveness.registry.resolve import ModelSource, open_source
 from liveness.serve.limits import ServeError, Upload, check_image, read_body, rejection, uploads
 from liveness.serve.metrics import MetricsMiddleware, ServeMetrics
@@ -35,6 +36,10 @@ from liveness.serve.settings import ServeSettings
 
 log = logging.getLogger("liveness.serve")
 T = TypeVar("T")
+
+
+TRAINED_ON_HELP = ('What the model was trained on (its bundle config\'s data): "synthetic" or "real". A model '
+                   "trained on synthetic data gives scores that say nothing about real faces")
 
 
 class ModelInfo(BaseModel):
@@ -52,6 +57,7 @@ class Result(BaseModel):
     threshold: float
     label: Literal["live", "spoof", "no_face", "rejected"]
     reason: str = Field(description='Why a face was not scored (e.g. "multiple_faces"); "" otherwise')
+    trained_on: TrainedOn = Field(description=TRAINED_ON_HELP)
 
 
 class LivenessResponse(Result):
@@ -63,6 +69,7 @@ class BatchItem(BaseModel):
     index: int
     filename: str
     status: int = Field(description="200 when answered, else the 4xx the image would get on its own")
+    trained_on: TrainedOn = Field(description=TRAINED_ON_HELP)
     result: Result | None = None
     error: str | None = None
     detail: str | None = None
@@ -71,6 +78,7 @@ class BatchItem(BaseModel):
 class BatchResponse(BaseModel):
     results: list[BatchItem]
     model: ModelInfo
+    trained_on: TrainedOn = Field(description=TRAINED_ON_HELP)
     latency_ms: float
 
 
@@ -103,7 +111,8 @@ def _result(prediction: Prediction) -> Result:
     faces = 1 if prediction.face_found else (0 if prediction.label == "no_face" else None)
     score = prediction.score if math.isfinite(prediction.score) else None
     return Result(faces=faces, face_found=prediction.face_found, box=prediction.box, score=score,
-                  threshold=prediction.threshold, label=prediction.label, reason=prediction.reason)
+                  threshold=prediction.threshold, label=prediction.label, reason=prediction.reason,
+                  trained_on=prediction.trained_on)
 
 
 def _decode_and_predict(model: LoadedModel, images: list[Upload], max_pixels: int,
@@ -149,7 +158,8 @@ def create_app(settings: ServeSettings, *, source: ModelSource | None = None,
 
     app = FastAPI(title="liveness", version="1", lifespan=lifespan,
                   description="One-class silent face liveness. Scores are only as good as the model served: "
-                              "check its model card for the data it was trained on.")
+                              "every answer's trained_on says whether it was trained on synthetic or real data, and "
+                              "its model card says more.")
     app.state.settings, app.state.holder, app.state.metrics = settings, holder, metrics
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
@@ -235,15 +245,16 @@ def create_app(settings: ServeSettings, *, source: ModelSource | None = None,
                 check_image(image, settings.max_bytes, settings.max_pixels)
                 accepted.append(index)
             except ServeError as error:
-                items[index] = _failed_item(index, image, error, metrics)
+                items[index] = _failed_item(index, image, error, metrics, model.trained_on)
         chosen = [images[i] for i in accepted]
         outcomes = await in_worker(lambda: _decode_and_predict(model, chosen, settings.max_pixels)) if chosen else []
         for index, outcome in zip(accepted, outcomes, strict=True):
-            items[index] = (_failed_item(index, images[index], outcome, metrics) if isinstance(outcome, ServeError)
+            items[index] = (_failed_item(index, images[index], outcome, metrics, model.trained_on)
+                            if isinstance(outcome, ServeError)
                             else BatchItem(index=index, filename=images[index].filename, status=200,
-                                           result=count(outcome)))
+                                           trained_on=outcome.trained_on, result=count(outcome)))
         return BatchResponse(results=[item for item in items if item is not None], model=ModelInfo(**model.info()),
-                             latency_ms=round((time.perf_counter() - start) * 1000, 3))
+                             trained_on=model.trained_on, latency_ms=round((time.perf_counter() - start) * 1000, 3))
 
     @app.get("/healthz", summary="The process is up and its event loop answers")
     async def healthz() -> dict[str, str]:
@@ -253,8 +264,8 @@ def create_app(settings: ServeSettings, *, source: ModelSource | None = None,
              responses={503: {"model": ErrorBody, "description": "No model loaded yet"}})
     async def readyz() -> dict[str, Any]:
         model = serving()
-        return {"status": "ready", "model": model.info(), "loaded_at": model.loaded_at, "reloads": holder.reloads,
-                "last_error": holder.last_error}
+        return {"status": "ready", "model": model.info(), "trained_on": model.trained_on, "loaded_at": model.loaded_at,
+                "reloads": holder.reloads, "last_error": holder.last_error}
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus() -> Response:
@@ -263,6 +274,7 @@ def create_app(settings: ServeSettings, *, source: ModelSource | None = None,
     return app
 
 
-def _failed_item(index: int, image: Upload, error: ServeError, metrics: ServeMetrics) -> BatchItem:
+def _failed_item(index: int, image: Upload, error: ServeError, metrics: ServeMetrics, trained_on: str) -> BatchItem:
     metrics.refusals.labels(error.error).inc()
-    return BatchItem(index=index, filename=image.filename, status=error.status, error=error.error, detail=error.detail)
+    return BatchItem(index=index, filename=image.filename, status=error.status, trained_on=trained_on,
+                     error=error.error, detail=error.detail)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from liveness.registry.predictor import Predictor
+from liveness.registry.predictor import Predictor, synthetic_warning
 from liveness.registry.resolve import ModelSource
 from liveness.serve.metrics import ServeMetrics
 
@@ -47,6 +47,7 @@ class LoadedModel:
     revision: str
     loaded_at: float
     download: Path | None  # the folder we downloaded into and delete when this model is replaced
+    trained_on: str  # the bundle's data, "synthetic" or "real"; every answer repeats it
 
     def info(self) -> dict[str, str]:
         return {"name": self.name, "version": self.version, "uri": self.uri}
@@ -107,7 +108,7 @@ class ModelHolder:
                 shutil.rmtree(download, ignore_errors=True)
                 raise
             loaded = LoadedModel(predictor, self.source.name, self.source.version(revision), self.source.uri,
-                                 revision, time.time(), download)
+                                 revision, time.time(), download, predictor.trained_on)
             with self._swap:
                 previous, self._current = self._current, loaded
             self.reloads += 1
@@ -117,7 +118,10 @@ class ModelHolder:
             self._ready.set()
             if previous is not None and previous.download is not None:
                 shutil.rmtree(previous.download, ignore_errors=True)
-            log.info("serving %s version %s (revision %s)", loaded.name, loaded.version, revision)
+            log.info("serving %s version %s (revision %s, trained on %s data)", loaded.name, loaded.version, revision,
+                     loaded.trained_on)
+            if loaded.trained_on == "synthetic":
+                log.warning("%s", synthetic_warning(loaded.name, loaded.version))
             return True
 
     def _new_download_dir(self) -> Path:

@@ -11,10 +11,10 @@ import torch
 
 from liveness.io import atomic_write
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: per-step warm-up/cosine schedulers and the EMA of G ("ema", None when off)
 REQUIRED_KEYS = (
     "version", "generator", "discriminator", "optimizer_g", "optimizer_d", "scheduler_g", "scheduler_d",
-    "rng", "epoch", "step", "batch_in_epoch", "params",
+    "ema", "rng", "epoch", "step", "batch_in_epoch", "params",
 )
 
 
@@ -77,6 +77,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is not a liveness training checkpoint (missing {missing})")
     if payload["version"] != CHECKPOINT_VERSION:
         raise CheckpointError(
-            f"checkpoint {path} has format version {payload['version']}; this code reads version {CHECKPOINT_VERSION}"
+            f"checkpoint {path} has format version {payload['version']}; this code reads version {CHECKPOINT_VERSION}. "
+            f"Start the run over (--no-resume, or delete the checkpoint)."
         )
     return payload

@@ -1,4 +1,4 @@
-"""One training iteration: a D step, then a G step with all four losses (claim 8)."""
+"""One training iteration: a D step, then a G step with the four losses of claim 8 (D and L_id schedulable)."""
 
 from __future__ import annotations
 
@@ -48,32 +48,40 @@ class TrainingStep:
         self.runtime = runtime
         self.latent_mode = latent_mode
 
-    def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Run one iteration on images in [-1, 1]; returns the detached losses."""
-        with self.runtime.autocast():
-            output = self.generator(images, with_clear_face=self.identity is not None)
+    def __call__(self, images: torch.Tensor, adversarial: bool = True, identity: bool = True) -> dict[str, torch.Tensor]:
+        """Run one iteration on images in [-1, 1]; returns the detached losses of the terms it computed.
 
-        # D step: I is real, I_real is fake; G's graph is not touched.
-        self.optimizer_d.zero_grad(set_to_none=True)
+        ``adversarial=False`` skips D's step and G's adversarial term (D is not even run); ``identity=False``
+        skips L_id and f. The trainer's ``LossSchedule`` decides both per step; L_pix and L_lat always run.
+        """
+        use_identity = identity and self.identity is not None
         with self.runtime.autocast():
-            logits = self.discriminator(torch.cat([images, output.reconstruction.detach()]))
-        logits_real, logits_fake = logits.chunk(2)
-        loss_d = discriminator_loss(logits_real, logits_fake)
-        loss_d.backward()
-        self.optimizer_d.step()
+            output = self.generator(images, with_clear_face=use_identity)
+
+        losses: dict[str, torch.Tensor] = {}
+        if adversarial:
+            # D step: I is real, I_real is fake; G's graph is not touched.
+            self.optimizer_d.zero_grad(set_to_none=True)
+            with self.runtime.autocast():
+                logits = self.discriminator(torch.cat([images, output.reconstruction.detach()]))
+            logits_real, logits_fake = logits.chunk(2)
+            loss_d = discriminator_loss(logits_real, logits_fake)
+            loss_d.backward()
+            self.optimizer_d.step()
+            losses["loss_d"] = loss_d
 
         # G step, through the updated D with D frozen.
         self.optimizer_g.zero_grad(set_to_none=True)
         self.discriminator_core.requires_grad_(False)
         try:
             with self.runtime.autocast():
-                logits_for_g = self.discriminator_core(output.reconstruction)
                 terms = {
                     "pixel": pixel_loss(images, output.reconstruction.float()),
-                    "adversarial": generator_adversarial_loss(logits_for_g),
                     "latent": latent_consistency_loss(output.codes, output.recodes, self.latent_mode),
                 }
-                if self.identity is not None:
+                if adversarial:
+                    terms["adversarial"] = generator_adversarial_loss(self.discriminator_core(output.reconstruction))
+                if use_identity:
                     with torch.no_grad():
                         embedding_image = self.identity(images)
                     terms["identity"] = identity_loss(embedding_image, self.identity(output.clear_face))
@@ -83,5 +91,6 @@ class TrainingStep:
         finally:
             self.discriminator_core.requires_grad_(True)
 
-        losses = {"loss_d": loss_d, "loss_g": loss_g, **{f"loss_{name}": value for name, value in terms.items()}}
+        losses["loss_g"] = loss_g
+        losses.update({f"loss_{name}": value for name, value in terms.items()})
         return {name: value.detach() for name, value in losses.items()}

@@ -6,6 +6,7 @@ import random
 import signal
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -29,6 +30,7 @@ from liveness.train.checkpoint import (
     restore_rng_state,
 )
 from liveness.train.distributed import DistributedContext, barrier, init_distributed, shutdown
+from liveness.train.ema import WeightAverage
 from liveness.train.metrics_logger import (
     CompositeLogger,
     JsonlMetricsLogger,
@@ -37,7 +39,9 @@ from liveness.train.metrics_logger import (
     flatten_params,
 )
 from liveness.train.progress import TrainingProgress
+from liveness.train.quality import PSNR_CAP_DB, reconstruction_quality
 from liveness.train.runtime import Runtime, images_to_model_input, resolve_runtime
+from liveness.train.schedule import LossSchedule, warmup_cosine_scheduler
 from liveness.train.step import TrainingStep
 
 CHECKPOINT_NAME = "last.pt"
@@ -72,6 +76,29 @@ class TrainingResult:
     final_losses: dict[str, float] = field(default_factory=dict)
     images_per_second: float | None = None
     seconds: float = 0.0
+    images_seen: int = 0
+    shipped_weights: str = "raw"  # "ema" when generator.pt holds the moving average of G's weights
+    reconstruction: dict[str, Any] | None = None  # quality of generator.pt on the held-out crops
+    losses_used: dict[str, Any] = field(default_factory=dict)
+
+
+class _LossMeans:
+    """Running sums of each loss over some steps, kept on the device (no sync per step)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, losses: dict[str, torch.Tensor]) -> None:
+        for name, value in losses.items():
+            self.sums[name] = self.sums[name] + value.float() if name in self.sums else value.float()
+            self.counts[name] = self.counts.get(name, 0) + 1
+
+    def means(self) -> dict[str, torch.Tensor]:
+        return {name: total / self.counts[name] for name, total in self.sums.items()}
+
+    def __bool__(self) -> bool:
+        return bool(self.sums)
 
 
 class _SkipFirst(Sampler[int]):
@@ -131,7 +158,11 @@ class Trainer:
 
     Writes (rank 0 only) ``last.pt`` in ``checkpoint_dir`` (default ``out_dir/checkpoints``) every
     ``train.checkpoint_every_steps`` steps, at each epoch end and on interruption; ``metrics.jsonl``; and at
-    the end ``generator.pt``, ``summary.json`` and ``train_metrics.json``.
+    the end ``generator.pt`` (the EMA weights when ``train.ema_decay`` > 0), ``summary.json`` (with
+    ``losses_used`` and the held-out ``reconstruction`` quality) and ``train_metrics.json``.
+
+    The learning rate warms up linearly for ``train.warmup_steps`` steps, then follows cosine annealing per
+    step. D and L_id follow ``loss_schedule()``. Every schedule is a function of the step, so resume is exact.
     """
 
     def __init__(
@@ -156,6 +187,7 @@ class Trainer:
         self.state = TrainState()
         self.generator: torch.nn.Module | None = None
         self.discriminator: torch.nn.Module | None = None
+        self.ema: WeightAverage | None = None
         self._stop = _StopRequest()
 
     @property
@@ -166,13 +198,16 @@ class Trainer:
         """Stop after the current step, writing a checkpoint (what Ctrl-C does)."""
         self._stop.requested = True
 
-    def fit(self, dataset: Dataset, resume: bool = True) -> TrainingResult:
+    def fit(self, dataset: Dataset, resume: bool = True, validation: Any = None) -> TrainingResult:
+        """Train on ``dataset``; ``validation`` is an optional uint8 (N, H, W, 3) batch of held-out crops whose
+        reconstruction quality is logged at each epoch end and written to the summary (``stage.validation_crops``).
+        """
         train = self.params.train
         requested = resolve_runtime(train.device, train.precision)
         context = init_distributed(requested.device.type)
         runtime = resolve_runtime(train.device, train.precision, context.local_rank)
         try:
-            return self._fit(dataset, resume, runtime, context)
+            return self._fit(dataset, resume, runtime, context, validation)
         finally:
             shutdown(context)
 
@@ -182,7 +217,15 @@ class Trainer:
         np.random.seed(seed)
         torch.manual_seed(seed)
 
-    def _fit(self, dataset: Dataset, resume: bool, runtime: Runtime, context: DistributedContext) -> TrainingResult:
+    def loss_schedule(self) -> LossSchedule:
+        """This run's schedule of D and L_id; a zero weight or a missing f switches a term off entirely."""
+        train, loss = self.params.train, self.params.loss
+        return LossSchedule(train.adversarial_start_step, train.d_every, train.identity_every,
+                            adversarial_enabled=loss.adversarial > 0,
+                            identity_enabled=self.identity is not None and loss.identity > 0)
+
+    def _fit(self, dataset: Dataset, resume: bool, runtime: Runtime, context: DistributedContext,
+             validation: Any) -> TrainingResult:
         params, train = self.params, self.params.train
         started = time.perf_counter()
         if runtime.device.type == "cpu":
@@ -190,33 +233,6 @@ class Trainer:
         else:
             torch.backends.cudnn.benchmark = True
         self._seed_everything()
-
-        generator = build_generator(params.model).to(runtime.device, memory_format=runtime.memory_format)
-        discriminator = build_discriminator(params.model).to(runtime.device, memory_format=runtime.memory_format)
-        identity = self.identity.to(runtime.device) if self.identity is not None else None
-        fused = runtime.device.type == "cuda"
-        optimizer_g = torch.optim.Adam(generator.parameters(), lr=train.lr, betas=train.betas, fused=fused)
-        optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=train.lr, betas=train.betas, fused=fused)
-        scheduler_g = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer_g, T_max=train.epochs, eta_min=train.min_lr)
-        scheduler_d = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer_d, T_max=train.epochs, eta_min=train.min_lr)
-        self.generator, self.discriminator = generator, discriminator
-
-        resumed_from = None
-        if resume and self.checkpoint_path.exists():
-            payload = load_checkpoint(self.checkpoint_path)
-            self._check_compatible(payload)
-            generator.load_state_dict(payload["generator"])
-            discriminator.load_state_dict(payload["discriminator"])
-            optimizer_g.load_state_dict(payload["optimizer_g"])
-            optimizer_d.load_state_dict(payload["optimizer_d"])
-            scheduler_g.load_state_dict(payload["scheduler_g"])
-            scheduler_d.load_state_dict(payload["scheduler_d"])
-            restore_rng_state(payload["rng"])
-            self.state = TrainState(payload["epoch"], payload["step"], payload["batch_in_epoch"])
-            resumed_from = self.state.step
-            self._restore_metrics_log(context)
-        else:
-            self.state = TrainState()
 
         if train.batch_size % context.world_size:
             raise TrainingDataError(
@@ -228,14 +244,56 @@ class Trainer:
             raise TrainingDataError(
                 f"the dataset holds {len(dataset)} crops, fewer than one batch (train.batch_size {train.batch_size})"
             )
+        sampler = DistributedSampler(dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True,
+                                     seed=params.base.seed, drop_last=True)
+        steps_per_epoch = len(sampler) // per_rank_batch
+        total_steps = steps_per_epoch * train.epochs
+
+        generator = build_generator(params.model).to(runtime.device, memory_format=runtime.memory_format)
+        discriminator = build_discriminator(params.model).to(runtime.device, memory_format=runtime.memory_format)
+        identity = self.identity.to(runtime.device) if self.identity is not None else None
+        fused = runtime.device.type == "cuda"
+        optimizer_g = torch.optim.Adam(generator.parameters(), lr=train.lr, betas=train.betas, fused=fused)
+        optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=train.lr, betas=train.betas, fused=fused)
+        scheduler_g = warmup_cosine_scheduler(optimizer_g, total_steps, train.warmup_steps, train.lr, train.min_lr)
+        scheduler_d = warmup_cosine_scheduler(optimizer_d, total_steps, train.warmup_steps, train.lr, train.min_lr)
+        ema = WeightAverage(generator, train.ema_decay) if train.ema_decay > 0 else None
+        self.generator, self.discriminator, self.ema = generator, discriminator, ema
+        schedule = self.loss_schedule()
+
+        resumed_from = None
+        if resume and self.checkpoint_path.exists():
+            payload = load_checkpoint(self.checkpoint_path)
+            self._check_compatible(payload)
+            generator.load_state_dict(payload["generator"])
+            discriminator.load_state_dict(payload["discriminator"])
+            optimizer_g.load_state_dict(payload["optimizer_g"])
+            optimizer_d.load_state_dict(payload["optimizer_d"])
+            scheduler_g.load_state_dict(payload["scheduler_g"])
+            scheduler_d.load_state_dict(payload["scheduler_d"])
+            if ema is not None:
+                if payload["ema"] is None:
+                    raise CheckpointError(
+                        f"checkpoint {self.checkpoint_path} was written with train.ema_decay 0, so it holds no "
+                        f"weight average to resume; set train.ema_decay 0, or pass --no-resume to start over"
+                    )
+                ema.load_state_dict(payload["ema"])
+            restore_rng_state(payload["rng"])
+            self.state = TrainState(payload["epoch"], payload["step"], payload["batch_in_epoch"])
+            resumed_from = self.state.step
+            self._restore_metrics_log(context)
+        else:
+            self.state = TrainState()
 
         train_generator: torch.nn.Module = generator
         train_discriminator: torch.nn.Module = discriminator
         if context.enabled:
             device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
-            # Without f the clear-face head gets no gradient (see tests), so DDP must allow unused parameters.
+            # The clear-face head gets no gradient on steps without L_id (see tests), so DDP must then allow
+            # unused parameters.
+            sometimes_unused = not schedule.identity_enabled or schedule.identity_every > 1
             train_generator = DistributedDataParallel(generator, device_ids=device_ids,
-                                                      find_unused_parameters=identity is None)
+                                                      find_unused_parameters=sometimes_unused)
             train_discriminator = DistributedDataParallel(discriminator, device_ids=device_ids)
         discriminator_for_g: torch.nn.Module = discriminator
         if train.compile:
@@ -247,10 +305,6 @@ class Trainer:
             LossWeights(**params.loss.model_dump(exclude={"latent_mode"})), runtime, params.loss.latent_mode,
         )
 
-        sampler = DistributedSampler(dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True,
-                                     seed=params.base.seed, drop_last=True)
-        steps_per_epoch = len(sampler) // per_rank_batch
-        total_steps = steps_per_epoch * train.epochs
         logger = self._make_logger(context)
         if logger is not None and resumed_from is None:
             logger.log_params(self._run_params(len(dataset), context))
@@ -265,6 +319,7 @@ class Trainer:
                     "optimizer_d": optimizer_d.state_dict(),
                     "scheduler_g": scheduler_g.state_dict(),
                     "scheduler_d": scheduler_d.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None,
                     "rng": capture_rng_state(),
                     "epoch": self.state.epoch,
                     "step": self.state.step,
@@ -275,7 +330,16 @@ class Trainer:
                     atomic_write_bytes(self.checkpoint_dir / METRICS_LOG, self.metrics_path.read_bytes())
             barrier(context)
 
-        last_losses: dict[str, float] = {}
+        shipped = ema.module if ema is not None else generator
+
+        def held_out_quality() -> dict[str, float]:
+            quality = reconstruction_quality(shipped, validation)
+            if ema is not None:
+                raw = reconstruction_quality(generator, validation)
+                quality |= {"raw_psnr_db": raw["psnr_db"], "raw_ssim": raw["ssim"], "raw_pixel_l1": raw["pixel_l1"]}
+            return quality
+
+        latest: dict[str, float] = {}
         rate: float | None = None
         generator.train()
         discriminator.train()
@@ -295,25 +359,34 @@ class Trainer:
                     pin_memory=runtime.device.type == "cuda",
                     generator=torch.Generator().manual_seed(params.base.seed * 100_003 + epoch),
                 )
-                sums: dict[str, float] = {}
-                counted = 0
+                epoch_means, window_means = _LossMeans(), _LossMeans()
                 window_start, window_images = time.perf_counter(), 0
                 for batch in loader:
                     images = self._to_input(batch, runtime)
-                    losses = step_fn(images)
+                    step = self.state.step
+                    losses = step_fn(images, adversarial=schedule.adversarial_at(step),
+                                     identity=schedule.identity_at(step))
+                    if ema is not None:
+                        ema.update(generator)
+                    lr = optimizer_g.param_groups[0]["lr"]  # the rate this step used
+                    scheduler_g.step()
+                    with warnings.catch_warnings():  # D may not have stepped yet (train.adversarial_start_step)
+                        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+                        scheduler_d.step()
                     self.state.step += 1
                     self.state.batch_in_epoch += 1
                     window_images += images.shape[0] * context.world_size
+                    window_means.add(losses)
+                    epoch_means.add(losses)
                     if self.state.step % train.log_every_steps == 0 or self.state.batch_in_epoch == steps_per_epoch:
-                        last_losses = self._mean_over_ranks(losses, context)
+                        window = self._mean_over_ranks(window_means.means(), context)
+                        latest |= window
                         rate = window_images / max(time.perf_counter() - window_start, 1e-9)
-                        window_start, window_images = time.perf_counter(), 0
-                        for name, value in last_losses.items():
-                            sums[name] = sums.get(name, 0.0) + value
-                        counted += 1
+                        window_start, window_images, window_means = time.perf_counter(), 0, _LossMeans()
                         if logger is not None:
-                            logger.log_metrics({**last_losses, "images_per_second": rate}, self.state.step)
-                        bar.update(self.state.step, epoch + 1, last_losses, rate)
+                            logger.log_metrics({**window, "images_per_second": rate, "lr": lr,
+                                                "images_seen": float(self.images_seen)}, self.state.step)
+                        bar.update(self.state.step, epoch + 1, window, rate)
                     else:
                         bar.update(self.state.step, epoch + 1)
                     if self.state.step % train.checkpoint_every_steps == 0:
@@ -326,16 +399,24 @@ class Trainer:
                             f"training stopped at step {self.state.step}; checkpoint {self.checkpoint_path} written. "
                             f"Run the same command again to resume."
                         )
-                scheduler_g.step()
-                scheduler_d.step()
                 self.state.epoch += 1
                 self.state.batch_in_epoch = 0
-                if logger is not None and counted:
-                    epoch_metrics = {f"epoch_{name}": total / counted for name, total in sums.items()}
-                    epoch_metrics["lr"] = optimizer_g.param_groups[0]["lr"]
-                    logger.log_metrics({**epoch_metrics, "epoch": float(self.state.epoch)}, self.state.step)
+                epoch_metrics = self._mean_over_ranks(epoch_means.means(), context) if epoch_means else {}
+                if logger is not None:
+                    row = {f"epoch_{name}": value for name, value in epoch_metrics.items()}
+                    row |= {"lr": optimizer_g.param_groups[0]["lr"], "epoch": float(self.state.epoch),
+                            "images_seen": float(self.images_seen)}
+                    if validation is not None:
+                        quality = held_out_quality()
+                        row |= {"psnr_db": quality.pop("psnr_db"), "ssim": quality.pop("ssim"),
+                                "val_pixel_l1": quality.pop("pixel_l1"), **{f"val_{k}": v for k, v in quality.items()}}
+                    logger.log_metrics(row, self.state.step)
                 save_checkpoint()
 
+        reconstruction = None
+        if validation is not None and context.is_main:
+            reconstruction = {**held_out_quality(), "crops": int(len(validation)),
+                              "weights": "ema" if ema is not None else "raw", "psnr_cap_db": PSNR_CAP_DB}
         result = TrainingResult(
             out_dir=str(self.out_dir),
             epochs=self.state.epoch,
@@ -344,19 +425,58 @@ class Trainer:
             identity_backbone=params.identity.backbone,
             identity_stand_in=bool(identity is not None and identity.stand_in),
             identity_loss_dropped=identity is None,
-            final_losses=last_losses,
+            final_losses=latest,
             images_per_second=rate,
             seconds=time.perf_counter() - started,
+            images_seen=self.images_seen,
+            shipped_weights="ema" if ema is not None else "raw",
+            reconstruction=reconstruction,
+            losses_used=self.losses_used(schedule, self.state.step),
         )
         if context.is_main:
-            atomic_torch_save(generator.state_dict(), self.out_dir / GENERATOR_WEIGHTS)
+            atomic_torch_save(shipped.state_dict(), self.out_dir / GENERATOR_WEIGHTS)
             atomic_write_json(self.out_dir / "summary.json", {**asdict(result), "params": params.model_dump(mode="json")})
+            quality_metrics = {} if reconstruction is None else {
+                "final_psnr_db": reconstruction["psnr_db"], "final_ssim": reconstruction["ssim"],
+                "final_val_pixel_l1": reconstruction["pixel_l1"],
+            }
             atomic_write_json(self.out_dir / "train_metrics.json", {  # the few numbers `dvc metrics` compares
                 **{f"final_{name}": value for name, value in result.final_losses.items()},
+                **quality_metrics,
                 "epochs": result.epochs, "steps": result.steps, "images_per_second": result.images_per_second,
+                "images_seen": result.images_seen,
             })
         barrier(context)
         return result
+
+    @property
+    def images_seen(self) -> int:
+        """Training images consumed so far, over all ranks."""
+        return self.state.step * self.params.train.batch_size
+
+    def losses_used(self, schedule: LossSchedule, steps: int) -> dict[str, Any]:
+        """Which of claim 8's losses this run trained with, at what weight and on how many of its steps."""
+        params, identity = self.params, self.identity
+        counts = schedule.steps_with(steps)
+        loss = params.loss
+        return {
+            "pixel": {"weight": loss.pixel, "steps": counts["pixel"], "used": loss.pixel > 0},
+            "adversarial": {
+                "weight": loss.adversarial, "form": "non-saturating (-log D(I_real))",
+                "start_step": schedule.adversarial_start_step, "every": schedule.d_every,
+                "steps": counts["adversarial"], "used": counts["adversarial"] > 0,
+            },
+            "identity": {
+                "weight": loss.identity, "every": schedule.identity_every, "steps": counts["identity"],
+                "used": counts["identity"] > 0, "backbone": params.identity.backbone,
+                "stand_in": bool(identity is not None and identity.stand_in),
+            },
+            "latent": {"weight": loss.latent, "mode": loss.latent_mode, "steps": counts["latent"],
+                       "used": loss.latent > 0},
+            "lr": {"peak": params.train.lr, "min": params.train.min_lr, "warmup_steps": params.train.warmup_steps,
+                   "annealing": "cosine, per step"},
+            "ema_decay": params.train.ema_decay,
+        }
 
     @staticmethod
     def _mean_over_ranks(losses: dict[str, torch.Tensor], context: DistributedContext) -> dict[str, float]:

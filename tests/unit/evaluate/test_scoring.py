@@ -83,7 +83,7 @@ class TestFitScoreStatistics:
         assert first.score_mean != second.score_mean
 
     def test_needs_two_crops(self, generator):
-        with pytest.raises(ValueError, match="at least 2 live training crops"):
+        with pytest.raises(ValueError, match="at least 2 live crops"):
             fit_score_statistics(generator, CropArrayDataset(make_smoke_crops(1, 32, seed=1)), CPU, batch_size=4)
 
 

@@ -49,12 +49,23 @@ from types import SimpleNamespace  # noqa: E402
 import numpy as np  # noqa: E402
 
 from liveness.model.encoder import LatentCodes  # noqa: E402
+import dataclasses  # noqa: E402
+
 from liveness.model.score import (  # noqa: E402
     BASE_SCORES,
+    PSNR_CAP_DB,
     SCORE_NAMES,
     ScoreStatistics,
+    feature_gaussian_score,
+    gradient_residual_score,
+    high_frequency_spectrum_score,
     high_pass_residual_score,
+    peak_signal_to_noise_db,
+    relative_latent_score,
     score_components,
+    score_features,
+    structural_dissimilarity_score,
+    topk_patch_residual_score,
 )
 
 
@@ -73,7 +84,7 @@ class TestScoreComponents:
         statistics = ScoreStatistics((0.5, 2.0), {"latent_bg": 0.25, "pixel": 0.0},
                                      {"latent_bg": 0.5, "pixel": 1.0}, ("latent_bg", "pixel"))
         scores = score_components(image, _output(background, recoded, torch.full((1, 3, 4, 4), 0.5)), statistics)
-        assert set(scores) == set(SCORE_NAMES)
+        assert set(scores) == set(SCORE_NAMES) - {"feature_gaussian"}  # these statistics hold no feature Gaussian
         assert scores["latent_bg"].item() == pytest.approx(0.5)  # mean |diff| over 4 values: (1+1+0+0)/4
         cosine = (1 * 2 * 2 + 2 * 2 * 2) / (np.sqrt(1 + 1 + 4 + 4) * np.sqrt(16))
         assert scores["latent_bg_cos"].item() == pytest.approx(1 - cosine, rel=1e-5)
@@ -107,8 +118,17 @@ class TestScoreComponents:
         assert high_pass_residual_score(checker, zero).item() > 0.05
 
     def test_statistics_round_trip_through_json(self):
-        statistics = ScoreStatistics((0.1, 0.2), {"pixel": 1.0}, {"pixel": 2.0}, ("pixel",), 9)
+        statistics = ScoreStatistics((0.1, 0.2), {"pixel": 1.0}, {"pixel": 2.0}, ("pixel",), 9,
+                                     (0.5, 1.5), (1.0, 2.0), ((1.0, 0.25), (0.25, 2.0)))
         assert ScoreStatistics.from_json(statistics.to_json()) == statistics
+
+    def test_statistics_without_a_gaussian_load_and_say_so(self):
+        """metrics written before feature_gaussian existed still load; they just cannot give that score."""
+        raw = ScoreStatistics((0.1,), {"pixel": 1.0}, {"pixel": 2.0}, ("pixel",), 3).to_json()
+        for key in ("feature_mean", "feature_scale", "feature_precision"):
+            raw.pop(key)
+        loaded = ScoreStatistics.from_json(raw)
+        assert loaded.supports("deviation") and not loaded.supports("feature_gaussian")
 
     def test_fusion_of_fused_is_refused(self):
         with pytest.raises(ValueError, match="not scores"):
@@ -127,9 +147,102 @@ class TestEveryScoreIsBatchIndependent:
                                      {name: 0.2 for name in ("latent_bg_std", "pixel", "pixel_hf")},
                                      ("latent_bg_std", "pixel", "pixel_hf"))
         with torch.no_grad():
+            output = generator(images, with_clear_face=False)
+            features = score_features(output, score_components(images, output))
+        dimension = features.shape[1]
+        statistics = dataclasses.replace(
+            statistics, feature_mean=tuple(features.mean(0).tolist()), feature_scale=tuple(features.std(0).add(1e-3).tolist()),
+            feature_precision=tuple(tuple(row) for row in torch.eye(dimension).tolist()))
+        with torch.no_grad():
             in_batch = score_components(images, generator(images, with_clear_face=False), statistics)
             alone = [score_components(images[i:i + 1], generator(images[i:i + 1], with_clear_face=False), statistics)
                      for i in range(5)]
+        assert set(in_batch) == set(SCORE_NAMES)
         for name in SCORE_NAMES:
             torch.testing.assert_close(torch.cat([item[name] for item in alone]), in_batch[name], rtol=1e-5, atol=1e-6)
             assert in_batch[name].std() > 0, name
+
+
+class TestLocalisedAndScaleFreeScores:
+    def _pair(self, size=32):
+        torch.manual_seed(3)
+        image = torch.rand(1, 3, size, size) * 2 - 1
+        return image, image.clone()
+
+    def test_perfect_reconstruction_scores_zero_or_floor(self):
+        image, same = self._pair()
+        assert topk_patch_residual_score(image, same).item() == 0.0
+        assert structural_dissimilarity_score(image, same).item() == pytest.approx(0.0, abs=1e-5)
+        assert gradient_residual_score(image, same).item() == 0.0
+        assert high_frequency_spectrum_score(image, same).item() == pytest.approx(np.log(1e-8), abs=1e-3)
+        assert peak_signal_to_noise_db(image, same).item() == PSNR_CAP_DB
+
+    def test_topk_sees_a_small_local_defect_that_the_mean_dilutes(self):
+        image = torch.zeros(1, 3, 64, 64)
+        local = image.clone()
+        local[..., 8:16, 8:16] = 1.0  # one 8x8 patch: 1.6% of the pixels
+        spread = image + 1.0 * (8 * 8) / (64 * 64)  # the same total error spread evenly
+        assert pixel_mean(local) == pytest.approx(pixel_mean(spread), rel=1e-4)
+        assert topk_patch_residual_score(local, image).item() > 10 * topk_patch_residual_score(spread, image).item()
+
+    def test_spectrum_sees_a_fine_grid_not_a_smooth_shift(self):
+        zero = torch.zeros(1, 3, 32, 32)
+        grid = ((torch.arange(32)[:, None] + torch.arange(32)[None, :]) % 2).float().expand(1, 3, 32, 32) * 0.2
+        smooth = torch.linspace(0, 0.2, 32).repeat(1, 3, 32, 1)
+        assert high_frequency_spectrum_score(grid, zero).item() > high_frequency_spectrum_score(smooth, zero).item() + 3
+
+    def test_spectrum_matches_torch_fft(self):
+        image, zero = torch.rand(2, 3, 16, 12), torch.zeros(2, 3, 16, 12)
+        power = torch.fft.fft2(image.mean(dim=1)).abs().square() / (16 * 12)
+        fy = torch.minimum(torch.arange(16), 16 - torch.arange(16)) / 8
+        fx = torch.minimum(torch.arange(12), 12 - torch.arange(12)) / 6
+        band = (fy[:, None] ** 2 + fx[None, :] ** 2).sqrt() > 0.5
+        expected = torch.log(power[:, band].mean(dim=1) + 1e-8)
+        torch.testing.assert_close(high_frequency_spectrum_score(image, zero), expected, rtol=1e-4, atol=1e-4)
+
+    def test_ssim_ignores_a_brightness_shift_more_than_l1_does(self):
+        image, _ = self._pair()
+        brighter = (image + 0.1).clamp(-1, 1)
+        noisy = image + 0.1 * torch.randn_like(image).sign()
+        assert pixel_mean(brighter, image) == pytest.approx(pixel_mean(noisy, image), rel=0.2)
+        assert structural_dissimilarity_score(brighter, image) < structural_dissimilarity_score(noisy, image) / 3
+
+    def test_relative_latent_score_is_scale_free(self):
+        z = torch.randn(2, 4, 3, 3)
+        z_recoded = z + 0.1 * torch.randn_like(z)
+        torch.testing.assert_close(relative_latent_score(z * 0.01, z_recoded * 0.01), relative_latent_score(z, z_recoded),
+                                   rtol=1e-4, atol=1e-6)
+        assert (latent_background_score(z * 0.01, z_recoded * 0.01) < latent_background_score(z, z_recoded)).all()
+
+    def test_psnr_of_a_known_error(self):
+        image = torch.zeros(1, 3, 8, 8)
+        off = image + 0.2  # 0.1 on [0, 1]: MSE 0.01, PSNR 20 dB
+        assert peak_signal_to_noise_db(off, image).item() == pytest.approx(20.0, abs=1e-4)
+
+    def test_scores_work_on_images_smaller_than_their_windows(self):
+        image = torch.rand(2, 3, 4, 4)
+        for score in (topk_patch_residual_score, structural_dissimilarity_score, gradient_residual_score,
+                      high_frequency_spectrum_score):
+            assert score(image, torch.zeros_like(image)).shape == (2,)
+
+
+class TestFeatureGaussian:
+    def test_identity_precision_is_the_mean_squared_z_score(self):
+        statistics = ScoreStatistics((1.0,), feature_mean=(1.0, 2.0), feature_scale=(1.0, 2.0),
+                                     feature_precision=((1.0, 0.0), (0.0, 1.0)))
+        features = torch.tensor([[1.0, 2.0], [3.0, 2.0], [1.0, 6.0]])
+        assert feature_gaussian_score(features, statistics).tolist() == pytest.approx([0.0, 2.0, 2.0])
+
+    def test_correlated_features_are_discounted(self):
+        """Two perfectly correlated live features: a sample that moves both together is typical, one that breaks
+        the correlation is not, although both are equally far from the mean in plain z-scores."""
+        covariance = torch.tensor([[1.0, 0.95], [0.95, 1.0]])
+        statistics = ScoreStatistics((1.0,), feature_mean=(0.0, 0.0), feature_scale=(1.0, 1.0),
+                                     feature_precision=tuple(tuple(r) for r in torch.linalg.inv(covariance).tolist()))
+        together, apart = torch.tensor([[1.0, 1.0]]), torch.tensor([[1.0, -1.0]])
+        assert feature_gaussian_score(apart, statistics).item() > 10 * feature_gaussian_score(together, statistics).item()
+
+
+def pixel_mean(image, reference=None):
+    reference = torch.zeros_like(image) if reference is None else reference
+    return (image - reference).abs().mean().item()

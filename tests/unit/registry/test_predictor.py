@@ -31,12 +31,13 @@ def astronaut() -> np.ndarray:
     return load()
 
 
-def make_model_dir(folder: Path, threshold: float = 0.5, seed: int = 0) -> Path:
-    """A training output folder with a random tiny ``generator.pt``, plus the bundle's ``config.json``."""
+def make_model_dir(folder: Path, threshold: float = 0.5, seed: int = 0, data: str = "synthetic") -> Path:
+    """A training output folder with a random tiny ``generator.pt``, plus the bundle's ``config.json``; ``data``
+    is what the bundle says it was trained on ("synthetic" or "real")."""
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     torch.save(build_generator(TINY).state_dict(), folder / "generator.pt")
-    config = BundleConfig(TINY, CropParams(size=32), DetectionParams(device="cpu"), threshold, "latent_bg", "synthetic")
+    config = BundleConfig(TINY, CropParams(size=32), DetectionParams(device="cpu"), threshold, "latent_bg", data)
     write_config(folder, config)
     return folder
 
@@ -84,3 +85,35 @@ def test_config_mismatch_names_the_fix(tmp_path):
     (folder / "config.json").write_text(json.dumps(raw))
     with pytest.raises(ValueError, match="curate.crop.size"):
         Predictor(folder)
+
+
+def test_every_row_says_what_the_model_was_trained_on(predictor, tmp_path):
+    rows = predictor.predict([png_bytes(astronaut()), png_bytes(np.full((96, 96, 3), 128, np.uint8)), b""])
+    assert predictor.trained_on == "synthetic"
+    assert [(row.label, row.trained_on) for row in rows] == [(rows[0].label, "synthetic"), ("no_face", "synthetic"),
+                                                              ("rejected", "synthetic")]
+    assert rows[0].as_dict()["trained_on"] == "synthetic"
+    real = Predictor(make_model_dir(tmp_path / "real", data="real"))
+    (row,) = real.predict([astronaut()])
+    assert real.trained_on == row.trained_on == row.as_dict()["trained_on"] == "real" and row.face_found
+
+
+def test_config_without_a_known_data_kind_is_refused(tmp_path):
+    folder = make_model_dir(tmp_path)
+    raw = json.loads((folder / "config.json").read_text())
+    raw["data"] = "unknown"
+    (folder / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="data 'unknown' is not one of"):
+        Predictor(folder)
+    del raw["data"]
+    (folder / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="not a valid model config"):
+        Predictor(folder)
+
+
+def test_synthetic_warning_names_the_model_and_version():
+    from liveness.registry.predictor import synthetic_warning
+
+    assert synthetic_warning("liveness", "3") == ("model liveness v3 was trained on SYNTHETIC data; its scores say "
+                                                   "nothing about real faces")
+    assert synthetic_warning("tiny", "local").startswith("model tiny (local) was trained on SYNTHETIC data")

@@ -31,6 +31,7 @@ class TestAnswers:
         ready = client.get("/readyz")
         assert ready.status_code == 200
         assert ready.json()["model"] == {"name": "tiny", "version": "local", "uri": str(bundle)}
+        assert ready.json()["trained_on"] == "synthetic"
 
     def test_face_photo_raw_and_multipart_give_the_same_decision(self, client, face_jpeg):
         raw = client.post("/v1/liveness", content=face_jpeg, headers={"content-type": "image/jpeg"})
@@ -42,6 +43,7 @@ class TestAnswers:
         assert 150 < x1 < x2 < 300 and 40 < y1 < y2 < 210  # astronaut's face, in source pixels
         assert body["threshold"] == 0.5 and body["label"] == ("spoof" if body["score"] > 0.5 else "live")
         assert body["model"]["version"] == "local" and body["latency_ms"] > 0
+        assert body["trained_on"] == form.json()["trained_on"] == "synthetic"  # the tiny bundle's config.json says so
         assert form.json()["score"] == pytest.approx(body["score"]) and form.json()["box"] == body["box"]
 
     def test_no_face_is_a_valid_200_answer(self, client):
@@ -49,6 +51,7 @@ class TestAnswers:
         assert answer.status_code == 200
         body = answer.json()
         assert (body["faces"], body["face_found"], body["label"], body["score"], body["box"]) == (0, False, "no_face", None, None)
+        assert body["trained_on"] == "synthetic" and body["model"]["name"] == "tiny"
 
     def test_two_equal_faces_are_refused_as_a_200_decision(self, client):
         answer = client.post("/v1/liveness", content=jpeg(np.hstack([astronaut(), astronaut()])))
@@ -75,11 +78,14 @@ class TestBadInput:
         answer = client.post("/v1/liveness/batch", files=files + [("images", ("face.jpg", face_jpeg, "image/jpeg"))])
         assert answer.status_code == 200, answer.text
         results = answer.json()["results"]
+        assert answer.json()["trained_on"] == "synthetic" and answer.json()["model"]["version"] == "local"
+        assert all(item["trained_on"] == "synthetic" for item in results)
         assert [item["filename"] for item in results] == names and [item["index"] for item in results] == list(range(len(names)))
         for item in results:
             reason = corpus.get(item["filename"], (b"", None))[1]
             if reason is None:
                 assert item["status"] == 200 and item["result"]["label"] in {"live", "spoof", "no_face", "rejected"}
+                assert item["result"]["trained_on"] == "synthetic"
             else:
                 assert (item["status"], item["error"], item["result"]) == (expected_status(reason), reason, None)
         face = results[-1]["result"]

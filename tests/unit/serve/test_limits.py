@@ -40,13 +40,14 @@ class FakeSource:
 
 class FakePredictor:
     threshold = 0.5
+    trained_on = "synthetic"
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
 
     def predict(self, images):
         time.sleep(self.delay)
-        return [Prediction(True, [0.0, 0.0, 1.0, 1.0], 0.1, 0.5, "live", "") for _ in images]
+        return [Prediction(True, [0.0, 0.0, 1.0, 1.0], 0.1, 0.5, "live", "", self.trained_on) for _ in images]
 
 
 def fake_app(delay: float = 0.0, **settings):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from liveness.train.checkpoint import (
+    CHECKPOINT_VERSION,
     REQUIRED_KEYS,
     CheckpointError,
     atomic_torch_save,
@@ -21,7 +22,7 @@ class Unsafe:
 
 def _minimal_checkpoint():
     payload = {key: {} for key in REQUIRED_KEYS}
-    payload.update(version=1, epoch=0, step=0, batch_in_epoch=0, rng=capture_rng_state())
+    payload.update(version=CHECKPOINT_VERSION, epoch=0, step=0, batch_in_epoch=0, rng=capture_rng_state())
     return payload
 
 
@@ -75,10 +76,11 @@ class TestLoad:
         with pytest.raises(CheckpointError, match="missing"):
             load_checkpoint(path)
 
-    def test_other_version_is_rejected(self, tmp_path):
+    @pytest.mark.parametrize("version", [1, CHECKPOINT_VERSION + 1], ids=["older", "newer"])
+    def test_other_version_is_rejected(self, tmp_path, version):
         path = tmp_path / "last.pt"
-        torch.save(_minimal_checkpoint() | {"version": 2}, path)
-        with pytest.raises(CheckpointError, match="version 2"):
+        torch.save(_minimal_checkpoint() | {"version": version}, path)
+        with pytest.raises(CheckpointError, match=f"version {version};.*--no-resume"):
             load_checkpoint(path)
 
     def test_missing_file(self, tmp_path):

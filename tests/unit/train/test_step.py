@@ -96,3 +96,31 @@ class TestWhoChangesWhen:
         after = _snapshot(identity)
         assert all(torch.equal(before[k], after[k]) for k in before)
         assert not identity.training
+
+
+class TestScheduledTerms:
+    """``adversarial`` and ``identity`` switch D's step and L_id off for one iteration (train.d_every etc.)."""
+
+    def test_without_adversarial_d_is_neither_run_nor_changed(self, images):
+        step, generator, discriminator, _ = _build("onet")
+        calls = []
+        discriminator.register_forward_hook(lambda *args: calls.append(1))
+        before_g, before_d = _snapshot(generator), _snapshot(discriminator)
+        losses = step(images, adversarial=False)
+        assert not calls
+        assert all(torch.equal(before_d[k], v) for k, v in _snapshot(discriminator).items())
+        assert any(not torch.equal(before_g[k], v) for k, v in _snapshot(generator).items())
+        assert set(losses) == {"loss_g", "loss_pixel", "loss_latent", "loss_identity"}
+        weights = LossWeights()
+        expected = (weights.pixel * losses["loss_pixel"] + weights.latent * losses["loss_latent"]
+                    + weights.identity * losses["loss_identity"])
+        torch.testing.assert_close(losses["loss_g"], expected)
+
+    def test_without_identity_f_is_not_run(self, images):
+        step, _, _, identity = _build("onet")
+        calls = []
+        identity.register_forward_hook(lambda *args: calls.append(1))
+        losses = step(images, identity=False)
+        assert not calls and "loss_identity" not in losses
+        step(images)
+        assert len(calls) == 2, "f(I) and f(I_c) when L_id is on"

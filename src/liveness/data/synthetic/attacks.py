@@ -1,10 +1,16 @@
-"""Simulated presentation attacks: a camera recapturing a print, a screen, or a print with a region cut out.
+"""Simulated presentation attacks: a camera recapturing a print, a screen, or a print with a region cut out,
+and a live person wearing a paper mask.
 
-Each attack takes a live capture (uint8 RGB), its 5 landmarks, a random generator and optionally the new
-scene behind the artefact, and returns the recaptured image (same size) with the face box (x1, y1, x2, y2) in
-it. The cues are the ones real attacks leave, kept subtle: print dots and a compressed gamut, screen-grid
+Each recapture attack takes a live capture (uint8 RGB), its 5 landmarks, a random generator and optionally the
+new scene behind the artefact, and returns the recaptured image (same size) with the face box (x1, y1, x2, y2)
+in it. The cues are the ones real attacks leave, kept subtle: print dots and a compressed gamut, screen-grid
 moire and colour casts, a paper or bezel edge against a different scene, and the recapture's own blur, noise
 and JPEG. Every geometric transform is applied to the landmarks too, so the returned box is exact.
+
+The worn mask (``simulate_mask_face``) is not a recapture: it takes an identity and makes ONE live capture in
+which only the face interior is a printed copy of another capture of that face. Scene, hair, ears, neck and
+background are the live capture's own, so its only cues are on the face: print texture and gamut, flat paper
+shading instead of the face's relief, a faint paper edge and a slight misregistration.
 """
 
 from __future__ import annotations
@@ -14,7 +20,19 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from liveness.data.synthetic.faces import Box, camera_capture, clip_box, face_box, relight, render_background
+from liveness.data.synthetic.faces import (
+    Box,
+    IdentityTraits,
+    Scene,
+    camera_capture,
+    capture_scene,
+    clip_box,
+    compose_scene,
+    face_box,
+    face_interior,
+    relight,
+    render_background,
+)
 
 Attack = Callable[[np.ndarray, np.ndarray, np.random.Generator, np.ndarray | None], tuple[np.ndarray, Box]]
 
@@ -58,6 +76,28 @@ def _print_attack(live_image: np.ndarray, landmarks: np.ndarray, rng: np.random.
         printed = _cut_out(printed, photo, landmarks, rng.spawn(1)[0])
     card, to_card = _paper_card(printed, rng)
     return _recapture(card, np.ones(card.shape[:2], np.float32), to_card, landmarks, rng, background)
+
+
+def simulate_mask_face(traits: IdentityTraits, rng: np.random.Generator,
+                       size: tuple[int, int] = (128, 128)) -> tuple[np.ndarray, Box]:
+    """A live person wearing a printed paper mask of another capture of their face, captured once.
+
+    The live scene is drawn from ``rng`` exactly as ``render_face`` draws it and the camera capture uses the
+    same draws after it; the mask draws from its own spawned stream. So outside the mask (and the camera's blur
+    and JPEG blocks around it) the image is the live capture ``render_face(traits, rng, size)`` would give.
+    The box is the wearer's face box, from the exact landmarks.
+    """
+    image, landmarks, _ = mask_face_capture(traits, rng, size)
+    h, w = size
+    return image, clip_box(face_box(landmarks), w, h)
+
+
+def mask_face_capture(traits: IdentityTraits, rng: np.random.Generator,
+                      size: tuple[int, int] = (128, 128)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``simulate_mask_face``'s capture, the wearer's 5 landmarks and where the mask changed the scene (H, W)."""
+    scene = compose_scene(traits, rng, size)
+    worn, touched = wear_paper_mask(scene, rng.spawn(1)[0])
+    return capture_scene(worn, scene, rng), scene.landmarks.astype(np.float32), touched
 
 
 ATTACKS: dict[str, Attack] = {"print": simulate_print, "replay": simulate_replay, "cut_photo": simulate_cut_photo}
@@ -282,6 +322,90 @@ def _behind_hole(photo: np.ndarray, landmarks: np.ndarray, rng: np.random.Genera
         texture = 1 + 0.04 * cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 2.0)
         return (skin * texture[..., None] * rng.uniform(0.65, 0.95)).astype(np.float32)
     return _float(render_background(rng, (h, w))) * rng.uniform(0.5, 0.9)
+
+
+# ------------------------------------------------------------------------------------------------------ face mask
+
+
+def wear_paper_mask(scene: Scene, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``scene.image`` with a paper mask on the face; returns the edited image and the touched area (H, W).
+
+    The mask is a print (``print_photo``) of another capture of the same face, cut along that face from the
+    brows to the chin, sometimes with eye holes, fitted to the wearer's landmarks with a slight
+    misregistration. Paper is flat, so it is shaded by the scene's light as a gently bent sheet, not by the
+    face's relief; its cut edge shows a thin paper-white rim and a faint contact shadow on the skin.
+    """
+    h, w = scene.image.shape[:2]
+    photo_scene = compose_scene(scene.traits, rng, (h, w))
+    photo = _float(capture_scene(photo_scene.image, photo_scene, rng))
+    printed = print_photo(photo, rng)
+    cut = face_interior(photo_scene, inset=rng.uniform(0.9, 0.97), above_brows=rng.uniform(0.0, 0.1))
+    if rng.random() < 0.5:
+        cut = cut * (1 - cut_hole_mask(photo_scene.landmarks, (h, w), "eyes", rng))
+    fit = _misregistered(_similarity(photo_scene.landmarks, scene.landmarks), scene.landmarks, rng)
+    printed = cv2.warpAffine(printed, fit, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    under = face_interior(scene, 1.0, 0.3) * (1 - scene.over_face)  # the wearer's hair and glasses stay on top
+    cover = cv2.warpAffine(cut, fit, (w, h), flags=cv2.INTER_LINEAR) * under
+    edge = np.clip(cover - cv2.erode(cover, np.ones((3, 3), np.uint8)), 0, 1) * rng.uniform(0.1, 0.25)
+    paper = np.array([0.95, 0.94, 0.9], np.float32)
+    sheet = (printed + (paper - printed) * edge[..., None]) * _paper_shading(scene, cover, rng)[..., None]
+    sheet = sheet * _tone_match(sheet, scene.image, cover > 0.5, rng.uniform(0.3, 0.7))
+    shadow = _contact_shadow(cover, scene, rng)
+    image = scene.image * (1 - shadow[..., None])
+    image = image * (1 - cover[..., None]) + sheet * cover[..., None]
+    return image.astype(np.float32), np.maximum(cover, shadow)
+
+
+def _tone_match(sheet: np.ndarray, face: np.ndarray, where: np.ndarray, strength: float) -> np.float32:
+    """Gain that takes the sheet's mean tone ``strength`` of the way (in log) to the face's it covers.
+
+    Whoever makes the mask prints it about as light as the face; the photo's own exposure still shows a little.
+    """
+    if not where.any():
+        return np.float32(1.0)
+    return np.float32((face[where].mean() / max(float(sheet[where].mean()), 1e-3)) ** strength)
+
+
+def _similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (Umeyama) taking ``source`` points onto ``target``, as a 2x3 matrix."""
+    source, target = np.asarray(source, np.float64), np.asarray(target, np.float64)
+    source_mean, target_mean = source.mean(0), target.mean(0)
+    a, b = source - source_mean, target - target_mean
+    u, singular, vt = np.linalg.svd(b.T @ a / len(a))
+    d = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
+    rotation = u @ d @ vt
+    scale = np.trace(np.diag(singular) @ d) / a.var(0).sum()
+    return np.hstack([scale * rotation, (target_mean - scale * rotation @ source_mean)[:, None]])
+
+
+def _misregistered(fit: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``fit`` followed by a small slip about the face centre: a shift, a twist and a scale of a few percent."""
+    points = np.asarray(landmarks, np.float64)
+    spacing = float(np.linalg.norm(points[1] - points[0]))
+    slip = cv2.getRotationMatrix2D(tuple(points.mean(0)), rng.uniform(-3, 3), rng.uniform(0.97, 1.03))
+    slip[:, 2] += rng.uniform(-0.06, 0.06, 2) * spacing
+    return slip @ np.vstack([fit, (0, 0, 1)])
+
+
+def _paper_shading(scene: Scene, cover: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Lambert shade of a sheet tilted a little and bent around the face (no nose, brow or cheek relief)."""
+    h, w = cover.shape
+    xx = np.arange(w, dtype=np.float32)[None, :].repeat(h, 0)
+    bend = rng.uniform(0.2, 0.5) * (xx - scene.pose.cx) / scene.pose.rx  # normal turns sideways across the sheet
+    nx, ny = bend + rng.uniform(-0.1, 0.1), np.full_like(bend, rng.uniform(-0.1, 0.1))
+    lx, ly, lz = scene.light.direction
+    diffuse = np.clip((nx * lx + ny * ly + lz) / np.sqrt(nx ** 2 + ny ** 2 + 1), 0, 1)
+    return scene.light.ambient + (1 - scene.light.ambient) * diffuse
+
+
+def _contact_shadow(cover: np.ndarray, scene: Scene, rng: np.random.Generator) -> np.ndarray:
+    """The sheet's faint shadow on the skin just beyond its edge, offset away from the light."""
+    h, w = cover.shape
+    lx, ly, _ = scene.light.direction
+    reach = 0.01 * w
+    shift = np.float32([[1, 0, -lx * reach], [0, 1, -ly * reach]])
+    shadow = cv2.GaussianBlur(cv2.warpAffine(cover, shift, (w, h)), (0, 0), 0.006 * w + 0.4)
+    return np.clip(shadow - cover, 0, 1) * rng.uniform(0.15, 0.35)
 
 
 # ------------------------------------------------------------------------------------------------------ recapture

@@ -243,26 +243,75 @@ def _layout(traits: IdentityTraits, pose: _Pose, rng: np.random.Generator) -> _F
     )
 
 
+@dataclass(frozen=True)
+class Scene:
+    """One live scene in front of the camera, before the global light and the camera act on it.
+
+    ``image`` is float32 RGB in about [0, 1]; ``landmarks`` are the 5 (x, y) points in its pixels. The pose,
+    feature layout, light and the head's roll matrix are kept so that a worn artefact (a paper mask) can be
+    fitted to exactly this face before the one capture that ``capture_scene`` makes.
+    """
+
+    image: np.ndarray
+    landmarks: np.ndarray
+    traits: IdentityTraits
+    pose: _Pose
+    features: _Features
+    light: _Light
+    rotation: np.ndarray  # 2x3: head frame (before roll) -> image
+    over_face: np.ndarray  # (H, W) alpha of what lies on top of the face skin: hair, glasses frames
+
+
 def render_face(traits: IdentityTraits, rng: np.random.Generator,
                 size: tuple[int, int] = (128, 128)) -> tuple[np.ndarray, np.ndarray]:
     """One capture of ``traits``: a uint8 (H, W, 3) RGB image and 5 (x, y) landmarks (float32, pixels).
 
-    Landmarks are the eye centres, nose tip and mouth corners, viewer's left first.
+    Landmarks are the eye centres, nose tip and mouth corners, viewer's left first. This is the one live
+    capture process: ``compose_scene`` then ``capture_scene``, both from ``rng``.
     """
+    scene = compose_scene(traits, rng, size)
+    return capture_scene(scene.image, scene, rng), scene.landmarks.astype(np.float32)
+
+
+def compose_scene(traits: IdentityTraits, rng: np.random.Generator, size: tuple[int, int] = (128, 128)) -> Scene:
+    """Pose, light, background, body and head of one live capture, composited (no global light, no camera)."""
     h, w = size
     pose = _draw_pose(rng, traits, size)
     light = _draw_light(rng)
     scene = render_background(rng, size).astype(np.float32) / 255
     scene = _draw_body(scene, traits, pose, rng)
     features = _layout(traits, pose, rng)
-    head = _draw_head(traits, pose, features, light, rng, size)
+    head, over_face = _draw_head(traits, pose, features, light, rng, size)
     rotation = cv2.getRotationMatrix2D((pose.cx, pose.cy), pose.roll_deg, 1.0)
     rgb = cv2.warpAffine(head.rgb, rotation, (w, h), flags=cv2.INTER_LINEAR)
     alpha = cv2.warpAffine(head.alpha, rotation, (w, h), flags=cv2.INTER_LINEAR)
     image = scene * (1 - alpha[..., None]) + rgb
-    image = relight(image, rng, light=light)
     landmarks = _landmarks(features) @ rotation[:, :2].T + rotation[:, 2]
-    return camera_capture(image, rng), landmarks.astype(np.float32)
+    over_face = cv2.warpAffine(over_face, rotation, (w, h), flags=cv2.INTER_LINEAR)
+    return Scene(image, landmarks, traits, pose, features, light, rotation, over_face)
+
+
+def capture_scene(image: np.ndarray, scene: Scene, rng: np.random.Generator) -> np.ndarray:
+    """The scene's global light and one camera capture of ``image`` (``scene.image`` or an edit of it)."""
+    return camera_capture(relight(image, rng, light=scene.light), rng)
+
+
+def face_interior(scene: Scene, inset: float = 0.95, above_brows: float = 0.04) -> np.ndarray:
+    """Float mask (H, W) of the face from just above the brows to the chin, inside the face contour.
+
+    ``inset`` shrinks the contour towards the face centre (1 follows the skin's edge); ``above_brows`` raises
+    the top edge above the brows' highest point, in face half-heights. The mask rolls with the head.
+    """
+    pose, features, traits = scene.pose, scene.features, scene.traits
+    h, w = scene.image.shape[:2]
+    contour = _face_contour(pose, traits.jaw)
+    contour = (pose.cx, pose.cy) + (contour - (pose.cx, pose.cy)) * inset
+    spacing = features.eyes[1][0] - features.eyes[0][0]
+    brow_top = min(ey - 0.1 * ew for _, ey, ew in features.eyes) - spacing * (
+        1.1 * traits.brow_gap + traits.brow_arch + 0.55 * traits.brow_thickness)
+    _, yy = _grid(h, w)
+    region = _poly_mask((h, w), contour) * np.clip(yy - (brow_top - above_brows * pose.ry) + 0.5, 0, 1)
+    return cv2.warpAffine(region, scene.rotation, (w, h), flags=cv2.INTER_LINEAR)
 
 
 def _landmarks(features: _Features) -> np.ndarray:
@@ -450,9 +499,13 @@ def _draw_body(scene: np.ndarray, traits: IdentityTraits, pose: _Pose, rng: np.r
 
 
 def _draw_head(traits: IdentityTraits, pose: _Pose, features: _Features, light: _Light,
-               rng: np.random.Generator, shape: tuple[int, int]) -> _Layer:
-    """Hair, ears, face and features as albedo, then shaded from a height map so the face looks rounded."""
+               rng: np.random.Generator, shape: tuple[int, int]) -> tuple[_Layer, np.ndarray]:
+    """Hair, ears, face and features as albedo, then shaded from a height map so the face looks rounded.
+
+    Also returns the alpha of what was painted over the skin (hair cap, glasses frames), before roll.
+    """
     layer = _Layer(shape)
+    over = np.zeros(shape, np.float32)
     hair = _hair_albedo(traits, shape, rng)
     if traits.hair_style != "long":
         _draw_ears(layer, traits, pose, features)
@@ -463,14 +516,16 @@ def _draw_head(traits: IdentityTraits, pose: _Pose, features: _Features, light: 
     _draw_nose(layer, traits, features)
     _draw_mouth(layer, traits, features)
     if traits.hair_style != "none":
-        layer.paint(hair, _hair_cap_mask(traits, pose, features, rng, shape))
+        over = _hair_cap_mask(traits, pose, features, rng, shape)
+        layer.paint(hair, over)
     shade, specular = _shading(layer.alpha, _bumps(pose, features, shape), light, pose.rx)
     layer.rgb = layer.rgb * shade[..., None] ** np.array([0.85, 1.0, 1.15], np.float32)
     layer.rgb += (specular * skin_mask * rng.uniform(0.04, 0.14))[..., None]
     _draw_catchlights(layer, features)
     if traits.glasses:
-        _draw_glasses(layer, traits, pose, features)
-    return layer
+        frame = _draw_glasses(layer, traits, pose, features)
+        over = 1 - (1 - over) * (1 - frame)
+    return layer, over
 
 
 def _face_contour(pose: _Pose, jaw: float, points: int = 72) -> np.ndarray:
@@ -629,8 +684,8 @@ def _draw_mouth(layer: _Layer, traits: IdentityTraits, features: _Features) -> N
     layer.paint(lip * 0.35, _poly_mask(shape, _band(seam, np.full(21, max(0.8, features.lip * 0.25)))))
 
 
-def _draw_glasses(layer: _Layer, traits: IdentityTraits, pose: _Pose, features: _Features) -> None:
-    """Rims, bridge and temples as thin anti-aliased lines, with a faint lens tint."""
+def _draw_glasses(layer: _Layer, traits: IdentityTraits, pose: _Pose, features: _Features) -> np.ndarray:
+    """Rims, bridge and temples as thin anti-aliased lines, with a faint lens tint; returns the frame's alpha."""
     h, w = layer.alpha.shape
     frame = np.zeros((h, w), np.uint8)
     lens = np.zeros((h, w), np.uint8)
@@ -649,6 +704,7 @@ def _draw_glasses(layer: _Layer, traits: IdentityTraits, pose: _Pose, features: 
              _point((right[0] - right_axes[0], right[1] - 0.2 * right_axes[1])), 255, thickness, cv2.LINE_AA, _SHIFT)
     layer.paint((0.92, 0.95, 1.0), lens.astype(np.float32) / 255 * 0.05)
     layer.paint(traits.glasses_colour, frame.astype(np.float32) / 255)
+    return frame.astype(np.float32) / 255
 
 
 def _point(xy: tuple[float, float]) -> tuple[int, int]:

@@ -9,13 +9,23 @@ from liveness.data.synthetic.attacks import (
     cut_hole,
     cut_hole_mask,
     halftone,
+    mask_face_capture,
     moire,
     ordered_dither,
     simulate_cut_photo,
+    simulate_mask_face,
     simulate_print,
     simulate_replay,
 )
-from liveness.data.synthetic.faces import camera_capture, face_box, identity_traits, render_face
+from liveness.data.synthetic.faces import (
+    camera_capture,
+    clip_box,
+    compose_scene,
+    face_box,
+    face_interior,
+    identity_traits,
+    render_face,
+)
 
 SIZE = 128
 CENTRE_LANDMARKS = np.array([(52, 54), (76, 54), (64, 68), (54, 82), (74, 82)], np.float32)
@@ -178,3 +188,98 @@ def test_cut_photo_changes_only_the_cut_region():
         ys, xs = np.nonzero(changed)
         x1, y1, x2, y2 = box
         assert x1 < np.median(xs) < x2 and y1 < np.median(ys) < y2
+
+
+# ------------------------------------------------------------------------------------------------ paper face mask
+
+
+def _masked(identity: int, shot: int):
+    """A mask capture and the plain live capture drawn from the same stream."""
+    traits = identity_traits(0, identity)
+    masked, points, touched = mask_face_capture(traits, np.random.default_rng([identity, shot]), (SIZE, SIZE))
+    live, live_points = render_face(traits, np.random.default_rng([identity, shot]), (SIZE, SIZE))
+    return masked, points, touched, live, live_points
+
+
+def _jpeg_reach(changed: np.ndarray, blur_radius: int = 3, mcu: int = 16, upsampling: int = 2) -> np.ndarray:
+    """Pixels a change can reach through the camera: its blur, the 16x16 JPEG blocks it touches, chroma upsampling."""
+    blurred = cv2.dilate(changed.astype(np.uint8), np.ones((2 * blur_radius + 1, 2 * blur_radius + 1), np.uint8))
+    h, w = changed.shape
+    blocks = blurred[: h // mcu * mcu, : w // mcu * mcu].reshape(h // mcu, mcu, w // mcu, mcu).max(axis=(1, 3))
+    reach = np.kron(blocks, np.ones((mcu, mcu), np.uint8))
+    return cv2.dilate(reach, np.ones((2 * upsampling + 1, 2 * upsampling + 1), np.uint8)) > 0
+
+
+def test_mask_keeps_the_live_capture_outside_the_mask():
+    """Background, hair, ears, neck: the live capture's own pixels once past the camera's blur and JPEG blocks."""
+    for seed in range(6):
+        masked, points, touched, live, live_points = _masked(seed, seed)
+        assert np.array_equal(points, live_points)
+        near = _jpeg_reach(touched > 0)
+        assert near.mean() < 0.6
+        difference = np.abs(masked.astype(np.int16) - live).max(axis=2)
+        assert np.array_equal(masked[~near], live[~near])
+        assert difference[touched > 0.99].mean() > 3
+
+
+def test_mask_changes_the_face_from_brows_to_chin():
+    for seed in range(6):
+        masked, points, touched, live, _ = _masked(seed, seed)
+        inside = touched > 0.99
+        difference = np.abs(masked.astype(np.int16) - live).mean(axis=2)
+        assert 3 < difference[inside].mean() < 40  # a printed copy of the same face: changed, but subtly
+        for index in (2, 3, 4):  # nose tip and mouth corners are always under the paper
+            x, y = np.rint(points[index]).astype(int)
+            assert touched[y, x] > 0.9
+        ys, _ = np.nonzero(inside)
+        brows = points[:2, 1].min() - 0.6 * np.linalg.norm(points[1] - points[0])
+        assert ys.min() > brows and inside.mean() < 0.25  # no forehead above the brows, no scene
+
+
+def test_mask_is_made_of_print():
+    """The printed copy has the print's compressed gamut and the fine texture of its dots and fibres."""
+    chroma, texture = [], []
+    for seed in range(8):
+        masked, _, touched, live, _ = _masked(seed, seed)
+        inside = cv2.erode((touched > 0.99).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        pixels = [image[inside].astype(np.float32) / 255 for image in (masked, live)]
+        chroma.append(_chroma(pixels[0]) / _chroma(pixels[1]))
+        grey = [image.astype(np.float32).mean(axis=2) / 255 for image in (masked, live)]
+        fine = [float(np.mean((g - cv2.GaussianBlur(g, (0, 0), 0.7))[inside] ** 2)) for g in grey]
+        texture.append(fine[0] / fine[1])
+    assert np.median(chroma) < 0.85 and np.median(texture) > 1.2
+
+
+def test_mask_box_is_the_wearers_exact_face_box_and_deterministic():
+    traits = identity_traits(0, 5)
+    image, box = simulate_mask_face(traits, np.random.default_rng(9), (SIZE, SIZE))
+    again, again_box = simulate_mask_face(traits, np.random.default_rng(9), (SIZE, SIZE))
+    assert image.shape == (SIZE, SIZE, 3) and image.dtype == np.uint8
+    assert np.array_equal(image, again) and box == again_box
+    _, points = render_face(traits, np.random.default_rng(9), (SIZE, SIZE))
+    assert box == clip_box(face_box(points), SIZE, SIZE)
+    other, _ = simulate_mask_face(traits, np.random.default_rng(10), (SIZE, SIZE))
+    assert not np.array_equal(image, other)
+
+
+def test_mask_sometimes_has_eye_holes_showing_the_live_eyes():
+    with_holes = 0
+    for seed in range(12):
+        masked, points, touched, live, _ = _masked(seed, seed)
+        eyes = [touched[y, x] for x, y in np.rint(points[:2]).astype(int)]
+        if max(eyes) < 0.5:
+            with_holes += 1
+            for x, y in np.rint(points[:2]).astype(int):  # the live pupil is seen through the hole
+                assert abs(int(masked[y, x].mean()) - int(live[y, x].mean())) < 40
+    assert 2 <= with_holes <= 10
+
+
+def test_face_interior_runs_from_the_brows_to_the_chin():
+    scene = compose_scene(identity_traits(0, 2), np.random.default_rng(0), (SIZE, SIZE))
+    region = face_interior(scene)
+    assert region.shape == (SIZE, SIZE) and region.dtype == np.float32
+    for x, y in np.rint(scene.landmarks).astype(int):
+        assert region[y, x] == pytest.approx(1.0, abs=1e-3)
+    lower = face_interior(scene, above_brows=-0.3)  # the top edge comes down towards the eyes
+    assert lower.sum() < region.sum()
+    assert face_interior(scene, inset=0.8).sum() < region.sum()
