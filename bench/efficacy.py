@@ -54,6 +54,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--per-species", type=int, default=6,
                         help="attacks per species per subject (100 subjects x 6 / 2 gives 300 test samples a species)")
     parser.add_argument("--live-per-subject", type=int, default=6, help="live captures per spoof-set subject")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="train this many epochs instead of what the measured throughput and budget allow")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples of every CI")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -146,6 +148,43 @@ def per_score_test_metrics(scores: pd.DataFrame, score_names: list[str], resampl
     return table
 
 
+def learning_curve(metrics_log: Path) -> list[dict[str, float]]:
+    """Per epoch end: images seen, L_pix (the epoch's mean), and PSNR/SSIM of the held-out crops when logged."""
+    curve = []
+    if not metrics_log.is_file():
+        return curve
+    for line in metrics_log.read_text().splitlines():
+        row = json.loads(line)
+        if "epoch_loss_pixel" in row:
+            curve.append({key: row[key] for key in ("epoch", "images_seen", "epoch_loss_pixel", "psnr_db", "ssim")
+                          if key in row})
+    return curve
+
+
+def contrast_hypothesis(scores: pd.DataFrame) -> dict[str, Any]:
+    """Issue 10's hypothesis: recaptures compress gamut and contrast, and |z_bg - z_bg'| grows with the
+    activations, so Δ ranks attacks as live. Per test group: medians of Δ, of the code magnitude mean |z_bg|
+    (= Δ / latent_bg_rel) and of the scale-free Δ / mean |z_bg|, and the AUC of each against bona fide. If the
+    hypothesis holds, attacks have smaller mean |z_bg| and Δ, and dividing by the magnitude lifts the AUC."""
+    from liveness.evaluate.metrics import auc
+
+    test = scores[scores["split"] == "test"].copy()
+    test["code_magnitude"] = test["latent_bg"] / test["latent_bg_rel"].clip(lower=1e-12)
+    is_attack = (test["label"] == "spoof").to_numpy()
+    groups = {"bona_fide": ~is_attack} | {name: (test["species"] == name).to_numpy()
+                                          for name in sorted(set(test.loc[is_attack, "species"]))}
+    result: dict[str, Any] = {}
+    for name, rows in groups.items():
+        entry = {f"median_{column}": float(test.loc[rows, column].median())
+                 for column in ("latent_bg", "code_magnitude", "latent_bg_rel")}
+        if name != "bona_fide":
+            keep = ~is_attack | rows
+            entry |= {f"auc_{column}": auc(test.loc[keep, column].to_numpy(), is_attack[keep])
+                      for column in ("latent_bg", "code_magnitude", "latent_bg_rel")}
+        result[name] = entry
+    return result
+
+
 def summary_keys(metrics: dict[str, Any], table: dict, train: dict, wall_s: float, bundle: Path,
                  arguments: argparse.Namespace, params) -> dict[str, Any]:
     """The last line's keys: what other tools read."""
@@ -194,7 +233,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from liveness.io import json_safe
     from liveness.model.score import SCORE_NAMES
     from liveness.registry.register import bundle_config, write_bundle
-    from liveness.train.stage import training_dataset
+    from liveness.train.stage import training_dataset, validation_crops
     from liveness.train.trainer import Trainer
 
     raw = workspace_params(arguments, workspace)
@@ -223,16 +262,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         stamp.write_text(wanted)
 
     dataset, description = training_dataset(params)
-    _log(f"training data: {description}")
-    images_per_second = timed("probe", lambda: _throughput(params, dataset, workspace))
-    left = budget_s - (time.perf_counter() - started) - CALIBRATION_RESERVE_S[arguments.device]
-    epochs = max(1, math.floor(left * images_per_second / len(dataset)))
-    _log(f"{images_per_second:.1f} img/s measured; {left:.0f} s left for training: {epochs} epochs")
+    validation, validation_description = validation_crops(params)
+    _log(f"training data: {description}; reconstruction logged on {validation_description}")
+    if arguments.epochs:
+        epochs = arguments.epochs
+    else:
+        images_per_second = timed("probe", lambda: _throughput(params, dataset, workspace))
+        left = budget_s - (time.perf_counter() - started) - CALIBRATION_RESERVE_S[arguments.device]
+        epochs = max(1, math.floor(left * images_per_second / len(dataset)))
+        _log(f"{images_per_second:.1f} img/s measured; {left:.0f} s left for training: {epochs} epochs")
     params = parse_params(params.model_dump(mode="json") | {
         "train": params.train.model_dump(mode="json") | {"epochs": epochs}}, "benchmark params")
     run_dir = workspace / "runs/train"
     shutil.rmtree(run_dir, ignore_errors=True)
-    result = timed("train", lambda: Trainer(params, run_dir, progress=False).fit(dataset, resume=False))
+    result = timed("train", lambda: Trainer(params, run_dir, progress=False).fit(dataset, resume=False,
+                                                                              validation=validation))
     train_summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
     train_summary |= {"images_seen": result.images_seen, "images_per_second": result.images_per_second,
                       "seconds": result.seconds, "epochs": result.epochs, "steps": result.steps}
@@ -260,6 +304,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "comparison": metrics.get("comparison"),
         "skew": metrics.get("skew"),
         "reconstruction": metrics.get("reconstruction"),
+        "contrast_hypothesis": contrast_hypothesis(scores),
+        "learning_curve": learning_curve(run_dir / "metrics.jsonl"),
     })
     summary = json_safe(summary_keys(metrics, table, train_summary, wall_s, bundle, arguments, params))
     report |= summary

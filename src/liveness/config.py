@@ -110,8 +110,10 @@ class TrainParams(_Section):
                                                           "on, generator.pt holds the averaged weights; the decay "
                                                           "ramps up as min(ema_decay, (1+n)/(10+n)) after n updates.")
     val_split: str | None = Field("val", description="Manifest split of held-out crops whose reconstruction quality "
-                                                     "(PSNR, SSIM, L_pix) is logged at each epoch end; None: skip.")
+                                                     "(PSNR, SSIM, L_pix) is logged every val_every_epochs; None: skip.")
     val_count: int = Field(64, ge=1, description="How many held-out crops (the split's first ones) are scored.")
+    val_every_epochs: int = Field(1, ge=1, description="Score the held-out crops every this many epochs (and always "
+                                                       "after the last one).")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU.")
     compile: bool = Field(False, description="Wrap the networks in torch.compile.")

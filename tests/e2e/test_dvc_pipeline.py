@@ -19,9 +19,10 @@ import yaml
 from tests.conftest import PROJECT_ROOT
 
 TINY = {
-    "demo": {"identities_live": 6, "images_per_identity": 3, "identities_spoof": 4, "live_per_spoof_subject": 2,
+    "demo": {"identities_live": 8, "images_per_identity": 3, "identities_spoof": 4, "live_per_spoof_subject": 2,
              "attacks_per_species": 2},
-    "curate": {"crop": {"size": 64}, "runner": {"kind": "sequential"}, "splits": {"train": 0.5, "val": 0.5}},
+    "curate": {"crop": {"size": 64}, "runner": {"kind": "sequential"},
+               "splits": {"train": 0.5, "statistics": 0.25, "val": 0.25}},
     "spoof": {"crop": {"size": 64}, "runner": {"kind": "sequential"}},
     "model": {"profile": "tiny", "image_size": 64},
     "train": {"epochs": 1, "batch_size": 2, "num_workers": 0},

@@ -19,6 +19,7 @@ pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("ablate")
     live_rows = [("train", "live", "live", f"t{i}") for i in range(8)] + [("val", "live", "live", f"v{s}") for s in range(4)]
+    live_rows += [("statistics", "live", "live", f"s{s}") for s in range(4)]
     _write_set(root / "live", live_rows, make_smoke_crops(len(live_rows), SIZE, seed=0))
     spoof_rows = _spoof_rows("calib", "c") + _spoof_rows("test", "x")
     _write_set(root / "spoof", spoof_rows, make_smoke_crops(len(spoof_rows), SIZE, seed=1))
@@ -27,7 +28,7 @@ def project(tmp_path_factory):
         "train": {"data": str(root / "live"), "epochs": 1, "batch_size": 4, "num_workers": 0,
                   "augment": {"enabled": False}, "checkpoint_every_steps": 1000, "log_every_steps": 1},
         "calibrate": {"live_data": str(root / "live"), "spoof_data": str(root / "spoof"), "batch_size": 8,
-                      "device": "cpu"},
+                      "device": "cpu", "baseline": False},
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return root

@@ -287,15 +287,19 @@ def test_bench_prints_flops_and_both_latencies():
     assert tiny["onnx_max_abs_diff"] <= TOLERANCE and result["threads"] == 1 and "random" in result["weights"]
 
 
-@pytest.mark.parametrize("score", ["deviation", "fused", "latent_bg_std", "pixel_hf", "latent_bg_cos"])
+@pytest.mark.parametrize("score", score_module.SCORE_NAMES)
 def test_every_shipped_score_exports_with_parity_including_its_statistics(score, one_torch_thread):
-    """Scores that need live-train statistics carry them into the graph as constants."""
+    """Every score can ship, so every score exports; those that need live statistics carry them as constants
+    (feature_gaussian its mean, scale and precision matrix)."""
     torch.manual_seed(0)
     generator = Generator(PROFILES["tiny"]).eval()
+    count = score_module.FEATURE_COUNT
+    precision = torch.eye(count) + 0.1 * torch.ones(count, count)
     statistics = score_module.ScoreStatistics(
         tuple(float(v) for v in torch.rand(PROFILES["tiny"].latent_channels) + 0.1),
         {"latent_bg_std": 0.5, "pixel": 0.4, "pixel_hf": 0.1}, {"latent_bg_std": 0.2, "pixel": 0.1, "pixel_hf": 0.05},
-        ("latent_bg_std", "pixel", "pixel_hf"))
+        ("latent_bg_std", "pixel", "pixel_hf"), 8, tuple(torch.randn(count).tolist()),
+        tuple((torch.rand(count) + 0.5).tolist()), tuple(tuple(row) for row in precision.tolist()))
     result = export_scoring_graph(generator, score, 32, statistics=statistics)
     images = crops_to_input(photo_crops(32))
     with torch.no_grad():

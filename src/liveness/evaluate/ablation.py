@@ -37,6 +37,14 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "profile_tiny": {"model.profile": "tiny"},
     "profile_deploy": {"model.profile": "deploy"},
     "profile_patent": {"model.profile": "patent"},
+    # Issue 10: each convergence choice of the training recipe, switched back to the patent's literal form.
+    "patent_recipe": {"train.lr": 1e-4, "train.warmup_steps": 0, "train.adversarial_start_step": 0, "train.d_every": 1,
+                      "train.identity_every": 1, "train.ema_decay": 0.0},
+    "no_warmup": {"train.warmup_steps": 0},
+    "adversarial_from_start": {"train.adversarial_start_step": 0},
+    "d_every_step": {"train.d_every": 1},
+    "identity_every_step": {"train.identity_every": 1},
+    "no_ema": {"train.ema_decay": 0.0},
 }
 MAIN_ROWS = ("baseline", "latent_stop_gradient", "latent_relative")
 

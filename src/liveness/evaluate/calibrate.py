@@ -428,7 +428,7 @@ def calibrate(params: Params) -> dict[str, Any]:
     skew_entry, skew_report = _skew(live, spoof, {train_split: live_train, settings.statistics_split: statistics_set,
                                                   settings.live_split: live_calibration},
                                     {settings.calib_split: spoof_calibration, settings.test_split: test_dataset}, seed)
-    reconstruction = reconstruction_quality(generator, live_calibration, runtime, settings.batch_size)
+    reconstruction = reconstruction_quality(generator, live_calibration, settings.batch_size)
     metrics = json_safe({
         "data": "synthetic" if synthetic else "real",
         "score": score,

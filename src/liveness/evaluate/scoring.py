@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from liveness.config import ModelParams
 from liveness.model.factory import build_generator
+from liveness.model import quality
 from liveness.model.generator import Generator
 from liveness.model.score import (
     BASE_SCORES,
@@ -20,11 +21,8 @@ from liveness.model.score import (
     SCORE_NAMES,
     STATISTIC_SCORES,
     ScoreStatistics,
-    peak_signal_to_noise_db,
-    pixel_residual_score,
     score_components,
-    score_features,
-    structural_dissimilarity_score,
+    residual_features,
 )
 from liveness.train.runtime import Runtime, images_to_model_input
 
@@ -62,7 +60,7 @@ def _as_batches(dataset: Dataset, batch_size: int) -> DataLoader:
 def score_dataset(generator: Generator, dataset: Dataset, runtime: Runtime, batch_size: int,
                   statistics: ScoreStatistics | None = None, with_features: bool = False) -> dict[str, np.ndarray]:
     """Every score of every item, as float64 arrays in dataset order: ``BASE_SCORES``, plus each statistics
-    score that ``statistics`` supports. ``with_features`` adds ``features``, the (N, D) ``score_features``.
+    score that ``statistics`` supports. ``with_features`` adds ``features``, the (N, D) ``residual_features``.
 
     Items are uint8 (S, S, 3) crops. The generator runs in eval mode without gradients; its mode is restored.
     """
@@ -77,7 +75,7 @@ def score_dataset(generator: Generator, dataset: Dataset, runtime: Runtime, batc
                 output = generator(images, with_clear_face=False)
             scores = score_components(images, output, statistics)
             if with_features:
-                scores["features"] = score_features(output, scores)
+                scores["features"] = residual_features(images, output.reconstruction)
             for name, values in scores.items():
                 if name in parts:
                     parts[name].append(values.float().cpu().numpy().astype(np.float64))
@@ -102,7 +100,7 @@ def _gaussian(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 def fit_score_statistics(generator: Generator, live: Dataset, runtime: Runtime, batch_size: int,
                          fusion: tuple[str, ...] = DEFAULT_FUSION) -> ScoreStatistics:
     """``ScoreStatistics`` from LIVE crops of a split of their own (``calibrate.statistics_split``): z_bg's
-    per-channel std, each fusion component's mean and std, and the Gaussian of ``score_features``. Nothing here
+    per-channel std, each fusion component's mean and std, and the Gaussian of ``residual_features``. Nothing here
     may see calibration or test data (it would leak into the score)."""
     if len(live) < 2:
         raise ValueError(f"fitting score statistics needs at least 2 live crops, got {len(live)}")
@@ -162,25 +160,10 @@ def decompose(generator: Generator, crops: torch.Tensor, runtime: Runtime) -> di
     }
 
 
-@torch.no_grad()
-def reconstruction_quality(generator: Generator, dataset: Dataset, runtime: Runtime, batch_size: int) -> dict[str, float]:
-    """How well the generator rebuilds ``dataset``'s crops: median PSNR (dB, on [0, 1]) and median SSIM of
-    I_real, and mean L1 on [-1, 1] (L_pix's scale). NaNs when the dataset is empty."""
-    was_training = generator.training
-    generator.eval()
-    psnr, ssim, l1 = [], [], []
-    try:
-        for batch in _as_batches(dataset, batch_size):
-            images = images_to_model_input(batch, runtime)
-            with runtime.autocast():
-                output = generator(images, with_clear_face=False)
-            psnr.append(peak_signal_to_noise_db(images, output.reconstruction).cpu().numpy())
-            ssim.append(1.0 - structural_dissimilarity_score(images, output.reconstruction).cpu().numpy())
-            l1.append(pixel_residual_score(images, output.reconstruction).cpu().numpy())
-    finally:
-        generator.train(was_training)
-    if not psnr:
+def reconstruction_quality(generator: Generator, dataset: Dataset, batch_size: int) -> dict[str, float]:
+    """``liveness.model.quality.reconstruction_quality`` (median PSNR and SSIM, mean L_pix of I_real) over every
+    crop of ``dataset``, the same figures the trainer logs on its held-out crops; NaNs when it is empty."""
+    if not len(dataset):
         return {"psnr_db": float("nan"), "ssim": float("nan"), "pixel_l1": float("nan"), "samples": 0}
-    psnr_all, ssim_all, l1_all = np.concatenate(psnr), np.concatenate(ssim), np.concatenate(l1)
-    return {"psnr_db": float(np.median(psnr_all)), "ssim": float(np.median(ssim_all)),
-            "pixel_l1": float(l1_all.mean()), "samples": int(psnr_all.size)}
+    crops = torch.stack([dataset[index] for index in range(len(dataset))])
+    return {**quality.reconstruction_quality(generator, crops, batch_size), "samples": len(dataset)}

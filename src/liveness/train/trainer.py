@@ -39,7 +39,7 @@ from liveness.train.metrics_logger import (
     flatten_params,
 )
 from liveness.train.progress import TrainingProgress
-from liveness.train.quality import PSNR_CAP_DB, reconstruction_quality
+from liveness.model.quality import PSNR_CAP_DB, reconstruction_quality
 from liveness.train.runtime import Runtime, images_to_model_input, resolve_runtime
 from liveness.train.schedule import LossSchedule, warmup_cosine_scheduler
 from liveness.train.step import TrainingStep
@@ -200,7 +200,8 @@ class Trainer:
 
     def fit(self, dataset: Dataset, resume: bool = True, validation: Any = None) -> TrainingResult:
         """Train on ``dataset``; ``validation`` is an optional uint8 (N, H, W, 3) batch of held-out crops whose
-        reconstruction quality is logged at each epoch end and written to the summary (``stage.validation_crops``).
+        reconstruction quality is logged every ``train.val_every_epochs`` and written to the summary
+        (``stage.validation_crops`` makes it).
         """
         train = self.params.train
         requested = resolve_runtime(train.device, train.precision)
@@ -406,7 +407,8 @@ class Trainer:
                     row = {f"epoch_{name}": value for name, value in epoch_metrics.items()}
                     row |= {"lr": optimizer_g.param_groups[0]["lr"], "epoch": float(self.state.epoch),
                             "images_seen": float(self.images_seen)}
-                    if validation is not None:
+                    if validation is not None and (self.state.epoch % train.val_every_epochs == 0
+                                                   or self.state.epoch == train.epochs):
                         quality = held_out_quality()
                         row |= {"psnr_db": quality.pop("psnr_db"), "ssim": quality.pop("ssim"),
                                 "val_pixel_l1": quality.pop("pixel_l1"), **{f"val_{k}": v for k, v in quality.items()}}

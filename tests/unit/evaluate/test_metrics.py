@@ -431,3 +431,25 @@ class TestBootstrap:
         arguments = {"metric_names": ["eer"], "n_resamples": 10} | kwargs
         with pytest.raises(ValueError, match=message):
             bootstrap_ci(*HAND, 0.38, **arguments)
+
+
+class TestPairedAucDifference:
+    def test_better_score_has_an_interval_above_zero(self):
+        from liveness.evaluate.metrics import paired_auc_difference_ci
+
+        rng = np.random.default_rng(0)
+        attack = np.r_[np.zeros(200, bool), np.ones(200, bool)]
+        good = attack + rng.normal(0, 0.3, 400)
+        poor = attack + rng.normal(0, 1.5, 400)
+        point, low, high = paired_auc_difference_ci(good, poor, attack, n_resamples=200, seed=1,
+                                                    groups=np.arange(400) // 4)
+        assert 0 < low <= point <= high
+        back, low_back, high_back = paired_auc_difference_ci(poor, good, attack, n_resamples=200, seed=1)
+        assert back == pytest.approx(-point) and high_back < 0
+
+    def test_same_score_gives_zero_width_interval(self):
+        from liveness.evaluate.metrics import paired_auc_difference_ci
+
+        scores = np.linspace(0, 1, 20)
+        attack = np.arange(20) >= 10
+        assert paired_auc_difference_ci(scores, scores, attack, n_resamples=50) == (0.0, 0.0, 0.0)

@@ -81,3 +81,24 @@ def test_model_card_says_why_and_lists_blind_spots_with_numbers():
     assert "background live" in blind and "masks" in blind
     assert "| `latent_bg` | 0.3 | 0.2 |" in card
     assert "The patent's Δ (`latent_bg`) is **not** shipped: on the calibration split its pooled AUC was 0.3 against 0.8" in card
+    assert "n/a (baseline not run)" in card and "Training" in card and "not recorded" in card
+
+
+def test_model_card_puts_the_baseline_shortcut_and_losses_beside_the_model():
+    metrics = {
+        "policy": "bpcer_at_apcer", "target": 0.05, "score": "feature_gaussian", "test": {"auc": 0.9},
+        "test_per_species": {"print_a4": {"auc": 0.99, "eer": 0.02, "bpcer100": 0.1, "unseen": False},
+                             "mask_face": {"auc": 0.6, "eer": 0.4, "bpcer100": 0.99, "unseen": False}},
+        "comparison": {"print_a4": {"baseline_auc": 0.97, "difference": 0.02, "ci_low": 0.005, "ci_high": 0.03,
+                                    "beats": True},
+                       "mask_face": {"baseline_auc": 0.56, "difference": 0.04, "ci_low": -0.02, "ci_high": 0.1,
+                                     "beats": False}},
+        "shortcut_auc": 0.531, "calibration": {},
+    }
+    training = {"losses_used": {"pixel": {"weight": 50.0, "used": True}, "identity": {"backbone": "onet"}},
+                "reconstruction": {"psnr_db": 24.9, "ssim": 0.86}}
+    card = model_card("liveness", metrics, _config("deviation"), "abc", training)
+    assert "| print_a4 | 0.99 |" in card and "0.97; **yes** (Δ AUC 0.02, 95% CI 0.005 – 0.03)" in card
+    assert "0.56; **no** (Δ AUC 0.04, 95% CI -0.02 – 0.1)" in card
+    assert "Shortcut AUC" in card and "0.531" in card
+    assert "- pixel: {'weight': 50.0, 'used': True}" in card and "PSNR 24.9 dB" in card

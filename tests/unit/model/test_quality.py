@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from liveness.train.quality import PSNR_CAP_DB, image_quality, psnr_db, reconstruction_quality, ssim
+from liveness.model.quality import PSNR_CAP_DB, image_quality, psnr_db, reconstruction_quality, ssim
 
 
 class _Output(NamedTuple):
