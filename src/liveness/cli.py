@@ -61,7 +61,7 @@ def train(
     `torchrun --nproc_per_node N -m liveness train ...`; train.batch_size is the global batch.
     Ctrl-C writes a checkpoint of the last whole step; run the same command again to resume.
     """
-    from liveness.train.stage import training_dataset
+    from liveness.train.stage import training_dataset, validation_crops
     from liveness.model.identity import IdentityWeightsError
     from liveness.train.checkpoint import CheckpointError
     from liveness.train.trainer import Trainer, TrainingDataError, TrainingInterrupted
@@ -70,19 +70,23 @@ def train(
     try:
         params = load_params(params_path, _parse_overrides(overrides or []))
         dataset, description = training_dataset(params, data, smoke_count)
-        say.print(f"data: {description}")
+        validation, held_out = validation_crops(params, data)
+        say.print(f"data: {description}; reconstruction quality on {held_out}")
         trainer = Trainer(params, out, progress=progress)
         if trainer.identity is not None and trainer.identity.stand_in:
             say.print("identity: onet, an offline STAND-IN for the identity network (not identity features)")
         elif trainer.identity is None:
             say.print("identity: none, the identity loss L_id is dropped for this run")
-        result = trainer.fit(dataset, resume=resume)
+        result = trainer.fit(dataset, resume=resume, validation=validation)
     except TrainingInterrupted as stop:
         _fail(str(stop), code=130)
     except (ConfigError, IdentityWeightsError, CheckpointError, TrainingDataError, FileNotFoundError, ValueError) as error:
         _fail(str(error))
     losses = " ".join(f"{name}={value:.4f}" for name, value in result.final_losses.items())
     say.print(f"done: {result.epochs} epochs, {result.steps} steps in {result.seconds:.1f}s. {losses}")
+    if result.reconstruction:
+        say.print(f"held-out reconstruction: PSNR {result.reconstruction['psnr_db']:.2f} dB, "
+                  f"SSIM {result.reconstruction['ssim']:.3f}")
     say.print(f"outputs: {out}/generator.pt, {out}/summary.json, {out}/metrics.jsonl, {out}/checkpoints/last.pt")
 
 

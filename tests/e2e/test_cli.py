@@ -38,6 +38,7 @@ class TestTrain:
         assert "SYNTHETIC" in result.output and "identity loss L_id is dropped" in result.output
         summary = json.loads((out / "summary.json").read_text())
         assert summary["steps"] == 4 and summary["identity_loss_dropped"] is True
+        assert "held-out reconstruction: PSNR" in result.output and summary["reconstruction"]["psnr_db"] > 0
         weights = torch.load(out / "generator.pt", weights_only=True)
         assert "encoder.separation.background_head.weight" in weights
 

@@ -20,7 +20,7 @@ runner = CliRunner()
 def test_demo_chain(tmp_path):
     raw = {
         "demo": {"out_dir": str(tmp_path / "raw"), "identities_live": 6, "images_per_identity": 3,
-                 "identities_spoof": 2, "live_per_spoof_subject": 2, "attacks_per_species": 2, "size": 128},
+                 "identities_spoof": 2, "live_per_spoof_subject": 2, "attacks_per_species": 2, "size": 160},
         "curate": {"sources": [{"name": "celeba", "root": str(tmp_path / "raw" / "celeba")}],
                    "out_dir": str(tmp_path / "curated"), "crop": {"size": 64},
                    "splits": {"train": 0.5, "val": 0.5}, "runner": {"kind": "sequential"}},

@@ -268,6 +268,7 @@ class TestBaselineSkewAndReconstruction:
         with pytest.warns(UserWarning, match="baseline not fitted"):
             metrics = calibrate(_params(tmp_path, model_dir))
         assert "needs at least" in metrics["baseline"]["skipped"] and metrics["comparison"] == {}
+        assert "needs at least" in json.loads((tmp_path / "reports" / "baseline.json").read_text())["skipped"]
         assert BASELINE not in metrics["calibration"]
 
     def test_skew_report_and_shortcut_auc(self, auto_run):

@@ -133,7 +133,7 @@ def topk_patch_residual_score(image: torch.Tensor, reconstruction: torch.Tensor)
     residual = (image.float() - reconstruction.float()).abs().mean(dim=1, keepdim=True)
     patch = min(PATCH, residual.shape[-2], residual.shape[-1])
     patches = F.avg_pool2d(residual, patch, stride=max(1, patch // 2)).flatten(1)
-    k = max(1, int(round(patches.shape[1] * TOPK_FRACTION)))
+    k = max(1, int(patches.shape[1] * TOPK_FRACTION + 0.5))  # int(), not round(): TorchScript traces shapes as tensors
     return patches.topk(k, dim=1).values.mean(dim=1)
 
 

@@ -261,6 +261,10 @@ class Trainer:
         ema = WeightAverage(generator, train.ema_decay) if train.ema_decay > 0 else None
         self.generator, self.discriminator, self.ema = generator, discriminator, ema
         schedule = self.loss_schedule()
+        if schedule.adversarial_enabled and schedule.adversarial_start_step >= total_steps and context.is_main:
+            warnings.warn(f"train.adversarial_start_step {schedule.adversarial_start_step} is not below this run's "
+                          f"{total_steps} steps, so D and the adversarial term never run (summary.json records it); "
+                          f"lower it to keep all four losses", UserWarning, stacklevel=2)
 
         resumed_from = None
         if resume and self.checkpoint_path.exists():

@@ -155,3 +155,11 @@ class TestReports:
         result = Trainer(tiny_params(), tmp_path).fit(smoke_dataset)
         assert result.reconstruction is None
         assert "final_psnr_db" not in json.loads((tmp_path / "train_metrics.json").read_text())
+
+
+class TestScheduleWarnings:
+    def test_a_start_past_the_end_of_the_run_warns(self, tmp_path, smoke_dataset):
+        with pytest.warns(UserWarning, match="adversarial_start_step 50 is not below this run's 6 steps"):
+            result = Trainer(tiny_params(train={"adversarial_start_step": 50}), tmp_path).fit(smoke_dataset)
+        assert result.losses_used["adversarial"] | {"form": None} == {
+            "weight": 1.0, "form": None, "start_step": 50, "every": 1, "steps": 0, "used": False}
