@@ -26,18 +26,24 @@ def _metrics(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@pytest.mark.slow
-def test_two_ranks_match_one_rank_with_twice_the_batch(tmp_path):
+def train_on_two_ranks(raw_params: dict, tmp_path, crops: int = CROPS, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``liveness train`` on smoke crops under torchrun with 2 gloo ranks, into ``tmp_path/ddp``; must succeed."""
     params_file = tmp_path / "params.yaml"
-    params_file.write_text(yaml.safe_dump(RAW_PARAMS))
+    params_file.write_text(yaml.safe_dump(raw_params))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
         "-m", "liveness", "train", "--params", str(params_file), "--out", str(tmp_path / "ddp"),
-        "--data", "smoke", "--smoke-count", str(CROPS), "--no-progress",
+        "--data", "smoke", "--smoke-count", str(crops), "--no-progress",
     ]
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed
+
+
+@pytest.mark.slow
+def test_two_ranks_match_one_rank_with_twice_the_batch(tmp_path):
+    completed = train_on_two_ranks(RAW_PARAMS, tmp_path, timeout=240)
     assert completed.stderr.count("done: 1 epochs, 3 steps") == 1, "only rank 0 reports"
 
     single = Trainer(parse_params(RAW_PARAMS), tmp_path / "single")

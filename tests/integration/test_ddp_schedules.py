@@ -2,17 +2,14 @@
 DDP must allow, and 2 ranks at batch b still match 1 rank at batch 2b."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
-import yaml
 
 from liveness.config import parse_params
 from liveness.data.memory import CropArrayDataset, make_smoke_crops
 from liveness.train.trainer import Trainer
+from tests.integration.test_ddp import train_on_two_ranks
 
 RAW_PARAMS = {
     "model": {"profile": "tiny", "image_size": 32},
@@ -27,16 +24,7 @@ CROPS = 24
 
 @pytest.mark.slow
 def test_two_ranks_match_one_rank_with_schedules_and_average(tmp_path):
-    params_file = tmp_path / "params.yaml"
-    params_file.write_text(yaml.safe_dump(RAW_PARAMS))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "liveness", "train", "--params", str(params_file), "--out", str(tmp_path / "ddp"),
-        "--data", "smoke", "--smoke-count", str(CROPS), "--no-progress",
-    ]
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    train_on_two_ranks(RAW_PARAMS, tmp_path, CROPS)
 
     single = Trainer(parse_params(RAW_PARAMS), tmp_path / "single")
     single.fit(CropArrayDataset(make_smoke_crops(CROPS, 32, seed=0)))
