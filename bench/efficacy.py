@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         shutil.rmtree(workspace, ignore_errors=True)
     workspace.mkdir(parents=True, exist_ok=True)
 
-    from liveness.config import load_params, parse_params
+    from liveness.config import parse_params
     from liveness.data.stage import LIVE_KIND, SPOOF_KIND, generate_demo, run_curation
     from liveness.evaluate.calibrate import BASELINE, calibrate
     from liveness.evaluate.scoring import GENERATOR_WEIGHTS
