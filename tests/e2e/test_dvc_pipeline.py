@@ -1,7 +1,8 @@
 """`dvc repro` end to end on a tiny copy of the project: every stage runs as a Prefect flow, a second repro
 does nothing, and a calibrate param change reruns only calibrate. Then, on the same copy committed to git, a
 `dvc exp run -S train.epochs=2` experiment, read back by `dvc exp show`, `dvc metrics diff` and `dvc params diff`.
-The one expensive first repro is shared by the module."""
+The one expensive first repro is shared by the module. A cheap test apart from it edits a module two imports away
+from a stage's entry point and checks that `dvc status` names that stage (the deps follow the code)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.stage_deps import stage_graphs
 from tests.conftest import PROJECT_ROOT
 
 TINY = {
@@ -37,8 +39,12 @@ def _merge(base: dict, update: dict) -> dict:
 
 
 def _project_copy(destination: Path) -> Path:
-    tracked = subprocess.run(["git", "ls-files"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
-    for name in tracked.stdout.splitlines():
+    """The working tree as git sees it (tracked and new, not ignored, files) in a fresh git repository."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, check=True)
+    for name in listed.stdout.splitlines():
+        if not (PROJECT_ROOT / name).is_file():  # deleted in the working tree, not yet in git
+            continue
         target = destination / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(PROJECT_ROOT / name, target)
@@ -167,3 +173,39 @@ def test_dvc_exp_run_with_a_changed_param_and_its_diffs(repro):
     test_auc = metrics_diff[TEST_METRICS]["test.auc"]
     assert test_auc["old"] is not None and test_auc["new"] is not None  # both sides read, none missing
     assert all(value["old"] is not None for value in metrics_diff[TRAIN_METRICS].values())
+
+
+def _stand_in_outputs(project: Path) -> None:
+    """A small file at every stage output and data dep that is missing, so `dvc commit` can record the stages
+    as they are without running them. A path with a suffix is a file, else a folder holding one."""
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    for spec in stages.values():
+        for entry in [*spec.get("outs", []), *spec.get("metrics", []), *spec.get("deps", [])]:
+            path = project / (entry if isinstance(entry, str) else next(iter(entry)))
+            if path.exists():
+                continue
+            target = path if path.suffix else path / "stand_in.txt"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text("stand-in output of a stage that was not run\n")
+
+
+def test_editing_a_module_two_imports_away_marks_the_stage_changed(tmp_path):
+    """pipeline/train.py imports liveness.train.stage, which imports liveness.data.augment (the hops are checked
+    in tests/unit/test_stage_deps.py). With every stage recorded as up to date by `dvc commit`, a one-line edit
+    there makes `dvc status` name train and the other stages that import it, and not register, which does not."""
+    project = _project_copy(tmp_path / "project")
+    _stand_in_outputs(project)
+    _dvc(project, "commit", "--force")
+    assert json.loads(_dvc(project, "status", "--json").stdout) == {}
+
+    edited = "src/liveness/data/augment.py"
+    with (project / edited).open("a") as module:
+        module.write("# an edit two imports away from pipeline/train.py\n")
+    status = json.loads(_dvc(project, "status", "--json").stdout)
+    changed = {stage: {path for change in changes if isinstance(change, dict)
+                       for path in change.get("changed deps", {})} for stage, changes in status.items()}
+    reaching = {stage for stage, (_, files) in stage_graphs(yaml.safe_load((project / "dvc.yaml").read_text()),
+                                                             project).items() if edited in files}
+    assert "train" in reaching and "register" not in reaching  # else pick another module for this test
+    assert set(changed) == reaching, status  # exactly the stages whose imports reach the module, for that file
+    assert all(paths == {edited} for paths in changed.values()), status

@@ -230,7 +230,8 @@ def test_broken_video_in_a_fresh_process_is_a_failure_row_and_exit_1(local_model
     assert len(rows) == 3
     broken, *frames = rows
     assert broken == {"path": str(videos["broken"]), "frame": None, "face_found": False, "box": None, "score": None,
-                      "threshold": None, "label": "rejected", "reason": "video_unreadable", "trained_on": "synthetic",
+                      "threshold": None, "label": "rejected", "reason": "video_unreadable", "converted": "",
+                      "trained_on": "synthetic",
                       "model": {"name": "model", "version": "local", "uri": str(local_model)}}
     assert [row["frame"] for row in frames] == [0, VIDEO_FRAMES - 1]
     assert all(row["face_found"] and row["label"] in {"live", "spoof"} for row in frames)
@@ -313,3 +314,37 @@ def test_onnx_backend_rows_carry_trained_on_and_the_model(tmp_path, images, data
     assert result.stderr.count(SYNTHETIC_WARNING) == (1 if data == "synthetic" else 0)
     if data == "synthetic":
         assert "warning: model tiny (local) was trained on SYNTHETIC data" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_predict_on_a_folder_of_awkward_files_gives_every_file_its_row(tmp_path, backend, one_torch_thread):
+    """Issue 11: the folder that once stopped `liveness predict` with a traceback and no rows (a 1x1 image)."""
+    from liveness.data.decode import CONVERSIONS
+    from liveness.export.onnx import export_bundle
+    from liveness.registry.predictor import PREDICTION_REASONS
+    from tests.fixtures.bad_images import CONVERTED, CORPUS, write_bad_image_corpus
+
+    bundle = make_model_dir(tmp_path / "tiny")
+    if backend == "onnx":
+        export_bundle(bundle)
+    folder = tmp_path / "awkward"
+    write_bad_image_corpus(folder)
+    (folder / "face.png").write_bytes(png_bytes(astronaut()))
+    (folder / "notes.txt").write_text("not an image, skipped by name and content")
+    (folder / "photo_without_suffix").write_bytes(png_bytes(astronaut()[:64, :64]))
+    result = _predict(bundle, folder, backend=backend)
+    assert result.exit_code == 1, result.output  # some inputs were rejected, as documented
+    rows = {Path(row["path"]).name: row for row in _rows(result.stdout)}
+    expected = {name for name in CORPUS if name != "directory.jpg"} | {"face.png", "photo_without_suffix"}
+    assert set(rows) - {name for name in rows if "directory.jpg" in name} == expected
+    assert "skipped 1 file" in result.stderr
+    assert rows["face.png"]["face_found"] and rows["face.png"]["label"] in {"live", "spoof"}
+    for name, row in rows.items():
+        assert row["label"] in {"live", "spoof", "no_face", "rejected"}
+        assert row["label"] != "rejected" or row["reason"] in PREDICTION_REASONS, row
+        reason = CORPUS.get(name)
+        if reason is not None:
+            assert (row["label"], row["reason"]) == ("rejected", reason), name
+        elif name in CONVERTED:
+            assert row["converted"] == CONVERTED[name] and row["converted"] in {"", *CONVERSIONS}, name

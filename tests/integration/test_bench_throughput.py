@@ -1,11 +1,17 @@
-"""bench/train_throughput.py runs end to end on CPU and prints one JSON object on stdout."""
+"""The bench scripts run end to end on CPU and print one JSON object on stdout: train_throughput, and the
+old-against-new detection comparisons of curate_throughput and serve_load."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from liveness.config import DetectionParams
 
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "train_throughput.py"
 
@@ -33,3 +39,46 @@ def test_cpu_run_prints_one_json_object() -> None:
     assert result["peak_memory_kind"] == "cpu_max_rss" and result["peak_memory_gib"] > 0
     assert result["images_per_second"] > 0 and result["tflops"] > 0
     assert result["gflop_per_image_train"] > result["gflop_per_image_inference"] > 0
+
+
+CURATE_SCRIPT = SCRIPT.parent / "curate_throughput.py"
+SERVE_SCRIPT = SCRIPT.parent / "serve_load.py"
+QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1"}
+
+
+@pytest.mark.slow
+def test_curate_throughput_compares_old_and_new_settings():
+    completed = subprocess.run(
+        [sys.executable, str(CURATE_SCRIPT), "--images", "3", "--sizes", "320x240", "--workers", "1", "--rounds", "1"],
+        capture_output=True, text=True, timeout=300, cwd=SCRIPT.parents[1], env=os.environ | QUIET,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout)
+    figures = result["results"]["320x240"]
+    assert set(result["settings"]) == {"old", "new"}
+    for run in (figures["one_core"], figures["all_cores (1 processes)"]):
+        assert run["img_s"]["old"] > 0 and run["img_s"]["new"] > 0
+        assert run["ratio"] == pytest.approx(run["img_s"]["new"] / run["img_s"]["old"], rel=0.01)
+        assert 0 <= run["outcomes_differ"] <= run["reasons_differ"] <= 3
+    assert result["target_met"] is False  # the target is measured at 640x480
+
+
+@pytest.mark.slow
+def test_serve_load_compares_two_servers_and_splits_the_request_time():
+    completed = subprocess.run(
+        [sys.executable, str(SERVE_SCRIPT), "--clients", "2", "--seconds", "2", "--rounds", "2"],
+        capture_output=True, text=True, timeout=600, cwd=SCRIPT.parents[1], env=os.environ | QUIET,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout)  # one JSON line and nothing else on stdout
+    former, old, new = (result["configs"][name] for name in ("former", "old", "new"))
+    assert (old["detection"]["max_side"], new["detection"]["max_side"]) == (640, DetectionParams().max_side)
+    assert former["detection"] == old["detection"] and "before issue 11" in former["detector"]
+    assert result["errors"] == 0 and min(config["requests"] for config in (former, old, new)) > 0
+    assert result["ratio_requests_per_s"] == pytest.approx(new["requests_per_s"] / old["requests_per_s"], rel=0.01)
+    assert result["ratio_to_former"] == pytest.approx(new["requests_per_s"] / former["requests_per_s"], rel=0.01)
+    for config in (former, old, new):
+        assert set(config["phase_share"]) == {"queue", "decode", "detect", "score", "http"}
+        assert sum(config["phase_share"].values()) == pytest.approx(1.0, abs=0.01)
+        assert config["phase_share"]["detect"] > 0 and config["phase_share"]["score"] > 0
+    assert result["target_met"] is False

@@ -13,7 +13,8 @@ from skimage import data
 from liveness.config import parse_params
 from liveness.data.shards import ShardDataset, read_manifest
 from liveness.data.stage import LIVE_KIND, SPOOF_KIND, run_curation
-from tests.fixtures.bad_images import CORPUS, write_bad_image_corpus
+from liveness.data.decode import REJECTION_REASONS
+from tests.fixtures.bad_images import CONVERTED, CORPUS, write_bad_image_corpus
 
 
 def _write_rgb(path: Path, image: np.ndarray) -> None:
@@ -78,8 +79,9 @@ class TestLiveCuration:
             if (live_root / "carol" / name).is_dir():
                 continue  # the corpus's "unreadable" stand-in is a folder; a folder walk descends into it
             row = manifest.loc[str(live_root / "carol" / name)]
-            if reason is None:
-                assert row["reject_reason"] in ("", "near_duplicate") or "pose" in row["reject_reason"]
+            if reason is None:  # converted, not refused: whatever happens next is about the face, not the file
+                assert row["converted"] == CONVERTED[name], name
+                assert row["reject_reason"].split(";")[0] not in REJECTION_REASONS, (name, row["reject_reason"])
             else:
                 assert row["reject_reason"] == reason, name
                 assert row["shard"] == -1

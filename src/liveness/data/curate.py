@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from liveness.data.decode import ImageRejected, load_rgb
-from liveness.data.faces import Face, FaceDetector, align_and_crop, box_overlap, choose_face, choose_hinted_face
+from liveness.data.decode import ImageRejected, load_image
+from liveness.data.faces import DetectionFailed, Face, FaceDetector, align_and_crop, box_overlap, choose_face, choose_hinted_face
 from liveness.data.quality import (
     BLUR_WORKING_SIDE_PX,
     NearDuplicateIndex,
@@ -50,7 +50,7 @@ class CurationSettings:
     max_pixels: int = 40_000_000
     detector_device: str = "cpu"
     min_face_size: int = 20
-    detect_max_side: int = 640
+    detect_max_side: int = 304  # DetectionParams.max_side; stage.py passes the params value
     torch_threads: int = 1
     thresholds: QualityThresholds | None = None  # None: no quality filter (spoof sets)
 
@@ -117,22 +117,26 @@ def database_box(record: SourceRecord) -> tuple[float, float, float, float] | No
     return None
 
 
-def _decoded_images(record: SourceRecord, settings: CurationSettings) -> Iterator[tuple[int | None, np.ndarray | CropOutcome]]:
-    """(frame index, RGB image) pairs, or a rejected outcome in place of the image."""
+def _decoded_images(record: SourceRecord, settings: CurationSettings,
+                    ) -> Iterator[tuple[int | None, np.ndarray | CropOutcome, str]]:
+    """(frame index, RGB image, how it was converted to RGB), or a rejected outcome in place of the image."""
     if record.is_video:
         try:
             frames = sample_frames(record.path, settings.video_frames)
         except VideoError as error:
-            yield None, _rejected(record, error.reason, str(error))
+            yield None, _rejected(record, error.reason, str(error)), ""
             return
         if record.frame_index is not None:
             frames = [(i, frame) for i, frame in frames if i == record.frame_index]
-        yield from frames
+        for frame_index, frame in frames:
+            yield frame_index, frame, ""
         return
     try:
-        yield None, load_rgb(record.path, max_pixels=settings.max_pixels)
+        decoded = load_image(record.path, max_pixels=settings.max_pixels)
     except ImageRejected as error:
-        yield None, _rejected(record, error.reason, str(error))
+        yield None, _rejected(record, error.reason, str(error)), ""
+        return
+    yield None, decoded.pixels, decoded.converted
 
 
 def _crop_outcome(record: SourceRecord, frame_index: int | None, image: np.ndarray, faces: list[Face],
@@ -185,16 +189,22 @@ def process_chunk(records: Sequence[SourceRecord], settings: CurationSettings) -
 
 def _process_chunk(records: Sequence[SourceRecord], settings: CurationSettings) -> list[CropOutcome]:
     pending: list[tuple[SourceRecord, int | None, np.ndarray]] = []
+    conversions: list[str] = []
     slots: list[CropOutcome | int] = []
     for record in records:
-        for frame_index, image in _decoded_images(record, settings):
+        try:
+            decoded = list(_decoded_images(record, settings))
+        except Exception as error:  # noqa: BLE001 - a reader bug on one record must not fail the run
+            decoded = [(None, _rejected(record, "unreadable", f"{type(error).__name__}: {error}"), "")]
+        for frame_index, image, converted in decoded:
             if isinstance(image, CropOutcome):
                 slots.append(image)
             else:
                 slots.append(len(pending))
                 pending.append((record, frame_index, image))
+                conversions.append(converted)
 
-    detected: dict[int, list[Face]] = {}
+    detected: dict[int, list[Face] | DetectionFailed] = {}
     by_shape: dict[tuple, list[int]] = {}
     for i, (_, _, image) in enumerate(pending):
         by_shape.setdefault(image.shape, []).append(i)
@@ -208,7 +218,16 @@ def _process_chunk(records: Sequence[SourceRecord], settings: CurationSettings) 
             outcomes.append(slot)
             continue
         record, frame_index, image = pending[slot]
-        outcomes.append(_crop_outcome(record, frame_index, image, detected[slot], settings))
+        found = detected[slot]
+        if isinstance(found, DetectionFailed):
+            outcomes.append(_rejected(record, found.reason, str(found), frame_index))
+            continue
+        try:
+            outcome = _crop_outcome(record, frame_index, image, found, settings)
+        except Exception as error:  # noqa: BLE001 - one odd image (degenerate landmarks, ...) never fails the run
+            outcome = _rejected(record, "crop_failed", f"{type(error).__name__}: {error}", frame_index)
+        outcome.row["converted"] = conversions[slot]
+        outcomes.append(outcome)
     return outcomes
 
 
@@ -302,4 +321,5 @@ def _manifest_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     if "reject_detail" not in frame:
         frame["reject_detail"] = ""
     frame["reject_detail"] = frame["reject_detail"].fillna("")
+    frame["converted"] = frame["converted"].fillna("") if "converted" in frame else ""
     return frame

@@ -27,6 +27,9 @@ EXPERIMENT = "liveness-ablations"
 ABLATIONS: dict[str, dict[str, Any]] = {
     "baseline": {},
     "no_identity": {"identity.backbone": "none"},
+    # Issue 13: the identity network f (the default is dlib_resnet, the real one that installs offline).
+    "identity_onet": {"identity.backbone": "onet"},
+    "identity_dlib_resnet": {"identity.backbone": "dlib_resnet"},
     "latent_stop_gradient": {"loss.latent_mode": "stop_gradient"},
     "latent_relative": {"loss.latent_mode": "relative"},
     "latent_weight_10": {"loss.latent": 10.0},

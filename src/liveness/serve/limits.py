@@ -8,6 +8,7 @@ the header only), and only then a full decode in a worker thread.
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 
 from PIL import Image
@@ -17,7 +18,7 @@ from starlette.requests import Request
 
 from liveness.data.decode import ImageRejected
 
-# Decoder reason -> HTTP status. Reasons not listed (format, mode, frames) are media the service does not take.
+# Decoder reason -> HTTP status. Reasons not listed (not an image, animated, undecodable format or mode) are 415.
 STATUS_BY_REASON: dict[str, int] = {"empty_file": 400, "too_large": 413, "truncated": 422, "corrupt": 422}
 UNSUPPORTED_MEDIA = 415
 _FORM_TYPES = ("application/x-www-form-urlencoded", "application/json", "text/")
@@ -51,7 +52,8 @@ def check_image(upload: Upload, max_bytes: int, max_pixels: int) -> None:
         raise ServeError(413, "payload_too_large",
                          f"{upload.filename}: {len(upload.data):,} bytes exceeds the {max_bytes:,} byte limit")
     try:
-        with Image.open(io.BytesIO(upload.data)) as image:
+        with warnings.catch_warnings(), Image.open(io.BytesIO(upload.data)) as image:
+            warnings.simplefilter("ignore", UserWarning)  # Pillow's notes on odd tags; the decoder judges the file
             width, height = image.size
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ServeError(413, "too_large", f"{upload.filename}: {error}") from None

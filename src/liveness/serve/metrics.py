@@ -8,6 +8,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+PHASE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+PHASES = ("queue", "work", "decode", "detect", "score")
+"""Where a scoring request's time goes. ``queue``: waiting for a worker thread; ``work``: the job in its worker
+thread (decoding the upload, then ``Predictor.predict``); within predict, ``decode`` (bytes or array to RGB;
+near 0 when the server decoded already), ``detect`` (MTCNN, the multi-face policy and the aligned crop) and
+``score`` (the network). Request time outside queue and work is HTTP: reading, parsing and answering."""
 KNOWN_ROUTES = frozenset({"/v1/liveness", "/v1/liveness/batch", "/healthz", "/readyz", "/metrics", "/docs",
                           "/openapi.json"})
 
@@ -36,6 +42,15 @@ class ServeMetrics:
                               registry=self.registry)
         self.loaded_at = Gauge("liveness_model_loaded_timestamp_seconds", "When the served model was loaded",
                                registry=self.registry)
+        self.phases = Histogram("liveness_phase_duration_seconds", "Time per phase of scoring requests: queue, "
+                                "work (in the worker thread), and within it decode, detect, score", ["phase"],
+                                buckets=PHASE_BUCKETS, registry=self.registry)
+        for phase in PHASES:
+            self.phases.labels(phase)  # every phase is exported from the start, at zero
+
+    def observe_phase(self, phase: str, seconds: float) -> None:
+        """Record one phase duration (perf_counter seconds); the Predictor and the worker pool call it."""
+        self.phases.labels(phase).observe(seconds)
 
     def served(self, name: str, version: str, previous: tuple[str, str] | None) -> None:
         if previous is not None:

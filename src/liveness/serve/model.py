@@ -1,9 +1,10 @@
-"""The served model and its reloads: load in the background, swap atomically, follow the alias.
+"""The served model, its reloads and the worker threads that run it.
 
 A background thread loads the model (so /healthz answers at once and /readyz says 503 until it is ready), then
 checks the source's revision every ``poll_s`` seconds (an alias that moved) and whenever ``request_reload`` is
 called (SIGHUP). A new model is loaded beside the old one and swapped in under a lock; requests already running
 finish on the model they started with. A failed load or check keeps the current model serving.
+``InferenceExecutor`` is the bounded worker pool: it times each job and gives each worker its share of the cores.
 """
 
 from __future__ import annotations
@@ -11,13 +12,17 @@ from __future__ import annotations
 import inspect
 import itertools
 import logging
+import os
 import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from liveness.registry.predictor import Predictor, synthetic_warning
 from liveness.registry.resolve import ModelSource
@@ -107,6 +112,8 @@ class ModelHolder:
             except BaseException:
                 shutil.rmtree(download, ignore_errors=True)
                 raise
+            if hasattr(predictor, "phase_observer"):
+                predictor.phase_observer = self.metrics.observe_phase
             loaded = LoadedModel(predictor, self.source.name, self.source.version(revision), self.source.uri,
                                  revision, time.time(), download, predictor.trained_on)
             with self._swap:
@@ -145,3 +152,47 @@ class ModelHolder:
                 wait = min(wait or self.retry_s, self.retry_s)
             force = self._wake.wait(wait)
             self._wake.clear()
+
+
+def torch_threads_per_worker(setting: int, workers: int, cores: int | None = None) -> int:
+    """Intra-op threads for each of ``workers`` threads: ``setting`` when positive, else the cores shared out
+    (at least 1 each), so that requests running side by side never ask for more threads than there are cores."""
+    if setting > 0:
+        return setting
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // workers)
+
+
+class InferenceExecutor(ThreadPoolExecutor):
+    """The bounded pool that decodes and scores. Each job records its wait for a thread (phase ``queue``) and its
+    run (``work``) in the metrics, and runs torch with the served model's ``detection.torch_threads``
+    (``torch_threads_per_worker``). torch's thread count belongs to the calling thread, so each worker sets its
+    own, before the job, whenever the served model asks for another count."""
+
+    def __init__(self, workers: int, holder: ModelHolder, metrics: ServeMetrics) -> None:
+        super().__init__(workers, thread_name_prefix="liveness-infer")
+        self._pool_size, self._holder, self._metrics = workers, holder, metrics
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        queued = time.perf_counter()
+        threads = self._torch_threads()
+
+        def job():
+            started = time.perf_counter()
+            self._metrics.observe_phase("queue", started - queued)
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._metrics.observe_phase("work", time.perf_counter() - started)
+
+        return super().submit(job)
+
+    def _torch_threads(self) -> int:
+        try:
+            setting = self._holder.current.predictor.config.detection.torch_threads
+        except AttributeError:  # no model yet, or a stand-in predictor without a bundle config (tests)
+            setting = 0
+        return torch_threads_per_worker(setting, self._pool_size)

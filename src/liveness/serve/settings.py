@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from liveness.data.decode import DEFAULT_MAX_PIXELS
 
 DEFAULT_MODEL = "models:/liveness@champion"
-DEFAULT_HOST = "127.0.0.1"  # loopback: the service has no authentication, so exposing it is a deliberate choice
+DEFAULT_HOST = "127.0.0.1"  # loopback: another interface needs an API key (or --insecure), see serve/auth.py
 DEFAULT_PORT = 8000
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_BATCH = 16
 DEFAULT_TIMEOUT_S = 30.0
 BACKENDS = ("torch", "onnx")
+MAX_KEY_CHARS = 4096
+
+
+def api_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot be a bearer key, or None. Never quotes the key: the answer may end up in a log."""
+    if not key:
+        return "the API key is empty"
+    if len(key) > MAX_KEY_CHARS:
+        return f"the API key is longer than {MAX_KEY_CHARS} characters; is it the right file?"
+    # Bearer credentials travel in an HTTP header: printable ASCII without spaces needs no encoding rules.
+    if not all("!" <= char <= "~" for char in key):
+        return ("the API key must be one line of printable ASCII without spaces "
+                "(make one with `openssl rand -hex 32`)")
+    return None
 
 
 @dataclass(frozen=True)
@@ -28,6 +42,8 @@ class ServeSettings:
     poll_s: float = 0.0  # seconds between checks of the model's alias; 0 = only on SIGHUP
     worker_threads: int = 2
     backend: str = "torch"
+    # None: no key asked for. repr=False so that printing or logging the settings never shows the key.
+    api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         positive = {"max_bytes": self.max_bytes, "max_pixels": self.max_pixels, "max_batch": self.max_batch,
@@ -41,6 +57,8 @@ class ServeSettings:
             raise ValueError(f"port {self.port} is outside 0-65535")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend {self.backend!r} is not one of {BACKENDS}")
+        if self.api_key is not None and (problem := api_key_problem(self.api_key)):
+            raise ValueError(problem)
 
     @property
     def multipart_overhead(self) -> int:

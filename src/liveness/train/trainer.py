@@ -179,7 +179,8 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else self.out_dir / "checkpoints"
         self.identity = (
-            build_identity_network(params.identity.backbone, params.identity.weights) if identity is _AUTO else identity
+            build_identity_network(params.identity.backbone, params.identity.weights, params.curate.crop.context)
+            if identity is _AUTO else identity
         )
         self.extra_logger = logger
         self.show_progress = progress

@@ -1,4 +1,5 @@
-"""Safe decoding: every bad-corpus file is rejected with its own reason; the good one decodes upright."""
+"""Safe decoding: every bad-corpus file is rejected with its own reason; every convertible one decodes to
+8-bit RGB and says how; the good one decodes upright."""
 
 from __future__ import annotations
 
@@ -11,8 +12,19 @@ import pytest
 from PIL import Image, ImageFile
 
 from liveness.data import decode
-from liveness.data.decode import REJECTION_REASONS, ImageRejected, decode_bytes, load_rgb
+from liveness.data.decode import (
+    ALPHA_BACKGROUND,
+    CONVERSIONS,
+    REJECTION_REASONS,
+    ImageRejected,
+    decode_bytes,
+    decode_image,
+    load_image,
+    load_rgb,
+    to_rgb8,
+)
 from tests.fixtures.bad_images import (
+    CONVERTED,
     CORPUS,
     GOOD_NAME,
     GOOD_STORED_SHAPE,
@@ -52,8 +64,96 @@ def test_decode_bytes_gives_the_same_reason(corpus, name, reason):
     assert _reason(decode_bytes, (corpus / name).read_bytes(), source=name) == reason
 
 
-def test_corpus_covers_every_rejection_reason_but_missing_file():
-    assert set(REJECTION_REASONS) - set(BAD.values()) == {"missing_file"}
+def test_corpus_covers_every_rejection_reason_but_missing_file_and_unconvertible_modes():
+    # unsupported_mode has no file Pillow both opens and cannot convert; test_unconvertible_mode covers it.
+    assert set(REJECTION_REASONS) - set(BAD.values()) == {"missing_file", "unsupported_mode"}
+
+
+GOOD = sorted(name for name, reason in CORPUS.items() if reason is None)
+
+
+@pytest.mark.parametrize("name", GOOD)
+def test_each_convertible_file_decodes_to_8_bit_rgb_and_says_how(corpus, name):
+    decoded = load_image(corpus / name)
+    assert decoded.pixels.dtype == np.uint8 and decoded.pixels.ndim == 3 and decoded.pixels.shape[2] == 3
+    assert decoded.converted == CONVERTED[name]
+    assert decoded.converted == "" or decoded.converted in CONVERSIONS
+    same = decode_image((corpus / name).read_bytes(), source=name)
+    np.testing.assert_array_equal(same.pixels, decoded.pixels)
+
+
+def test_conversions_keep_the_picture():
+    """Each conversion of the same photo stays close to it (grey ones to its luminance)."""
+    photo = Image.fromarray(astronaut()).resize((64, 64))
+    colour = np.asarray(photo).astype(float)
+    grey = np.asarray(photo.convert("L")).astype(float)
+    sixteen = np.asarray(photo.convert("L")).astype(np.uint16) * 257
+    cases = {
+        "l->rgb": (encode(photo.convert("L"), "PNG"), grey),
+        "p->rgb": (encode(photo.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"), colour),
+        "rgba->rgb": (encode(photo.convert("RGBA"), "PNG"), colour),
+        "cmyk->rgb": (encode(photo.convert("CMYK"), "TIFF"), colour),
+        "i;16->rgb": (encode(Image.fromarray(sixteen), "PNG"), grey),
+        "rgb16->rgb": (cv2.imencode(".png", np.asarray(photo)[..., ::-1].astype(np.uint16) * 257)[1].tobytes(), colour),
+    }
+    for code, (data, expected) in cases.items():
+        decoded = decode_image(data)
+        assert decoded.converted == code
+        reference = expected if expected.ndim == 3 else expected[..., None]
+        assert np.abs(decoded.pixels.astype(float) - reference).mean() < 12, code
+
+
+def test_alpha_is_composited_on_neutral_grey():
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0] = 255  # red
+    rgba[:, :2, 3] = 255  # left half opaque, right half fully transparent
+    decoded = decode_image(encode(Image.fromarray(rgba, "RGBA"), "PNG"))
+    assert decoded.converted == "rgba->rgb"
+    assert (decoded.pixels[:, :2] == (255, 0, 0)).all()
+    assert (decoded.pixels[:, 2:] == ALPHA_BACKGROUND).all()
+
+
+def test_16_bit_samples_scale_to_8_bits_by_rounding():
+    values = np.array([[0, 257, 32896, 65535]], np.uint16)
+    decoded = decode_image(encode(Image.fromarray(values), "PNG"))
+    assert decoded.converted == "i;16->rgb"
+    assert decoded.pixels[0, :, 0].tolist() == [0, 1, 128, 255]
+
+
+def test_cmyk_goes_through_its_embedded_icc_profile(monkeypatch):
+    from PIL import ImageCms
+
+    used = []
+
+    def through_profile(image, source, target, outputMode):  # noqa: N803 - Pillow's keyword
+        used.append(outputMode)
+        return image.convert("RGB")
+
+    monkeypatch.setattr(ImageCms, "profileToProfile", through_profile)
+    monkeypatch.setattr(ImageCms, "ImageCmsProfile", lambda stream: stream)
+    data = encode(Image.fromarray(astronaut()[:16, :16]).convert("CMYK"), "JPEG", icc_profile=b"profile bytes")
+    decoded = decode_image(data)
+    assert (decoded.converted, used) == ("cmyk->rgb(icc)", ["RGB"])
+
+
+def test_cmyk_with_a_profile_that_does_not_fit_falls_back_to_the_naive_conversion():
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()  # an RGB profile on CMYK data
+    data = encode(Image.fromarray(astronaut()[:16, :16]).convert("CMYK"), "JPEG", icc_profile=srgb)
+    assert decode_image(data).converted == "cmyk->rgb"
+
+
+def test_unconvertible_mode():
+    class Stubborn:
+        mode, info = "BGR;15", {}
+
+        def convert(self, mode):
+            raise ValueError("conversion not supported")
+
+    with pytest.raises(ImageRejected) as caught:
+        to_rgb8(Stubborn(), source="odd.tiff")  # type: ignore[arg-type]
+    assert caught.value.reason == "unsupported_mode" and "BGR;15" in str(caught.value)
 
 
 def test_missing_file(tmp_path):
@@ -102,11 +202,13 @@ def test_multi_picture_jpeg_keeps_the_primary_image():
     assert np.abs(decode_bytes(data).astype(int) - astronaut()[:64, :64]).mean() < 6
 
 
-def test_16_bit_tiff_is_rejected():
-    """Pillow opens 16-bit RGB TIFF (and PNG) as mode RGB, silently narrowed; the header must be asked."""
+def test_16_bit_rgb_tiff_is_scaled_and_says_so():
+    """Pillow opens 16-bit RGB TIFF (and PNG) as mode RGB, silently narrowed; the header says it was 16-bit."""
     ok, data = cv2.imencode(".tiff", astronaut()[:32, :32].astype(np.uint16) * 257)
     assert ok
-    assert _reason(decode_bytes, data.tobytes()) == "bit_depth_16"
+    decoded = decode_image(data.tobytes())
+    assert decoded.converted == "rgb16->rgb"
+    assert np.abs(decoded.pixels.astype(int) - astronaut()[:32, :32, ::-1]).max() <= 1
 
 
 @pytest.mark.parametrize("name", TRUNCATED)
@@ -158,7 +260,7 @@ def test_damaged_bytes_only_ever_raise_image_rejected():
     """Flipped, cut or inserted bytes in every accepted format: an array or ImageRejected, nothing else."""
     rng = np.random.default_rng(7)
     small = Image.fromarray(astronaut()[:48, :48])
-    for image_format in sorted(decode.ACCEPTED_FORMATS):
+    for image_format in ("BMP", "GIF", "JPEG", "PNG", "TIFF", "WEBP"):
         original = encode(small, image_format)
         for _ in range(40):
             damaged = bytearray(original)

@@ -99,3 +99,25 @@ class TestAlignAndCrop:
         crop = align_and_crop(astronaut, face, 100, 1.0)
         np.testing.assert_allclose(crop.image.astype(float), astronaut[100:200, 200:300].astype(float), atol=2)
         assert crop.landmarks is None
+
+
+class TestDetectionCopy:
+    """MTCNN's pyramid runs on a copy at most max_side long; the refining stages see the source (issue 11)."""
+
+    def test_a_batch_gives_what_single_images_give(self, detector, astronaut):
+        images = [astronaut, astronaut[:, ::-1].copy()]
+        boxes, probs, points = detector._mtcnn.detect(np.stack(images))  # the GPU path, run on the CPU
+        for image, b, p, pts in zip(images, boxes, probs, points):
+            one_box, one_prob, one_points = detector._mtcnn.detect(image)
+            np.testing.assert_allclose(b, one_box, atol=1e-3)
+            np.testing.assert_allclose(pts, one_points, atol=1e-3)
+
+    def test_a_downscaled_image_gives_the_face_a_full_size_one_gives(self, astronaut):
+        big = cv2.resize(astronaut, (1024, 1024), interpolation=cv2.INTER_CUBIC)
+        (coarse,) = FaceDetector("cpu", max_side=304).detect(big)
+        (full,) = FaceDetector("cpu", max_side=1024).detect(big)
+        # MTCNN's landmarks follow the box O-Net is shown; 640 against 1024 moves them as much (3% of the face)
+        assert np.abs(coarse.landmarks - full.landmarks).max() < 0.04 * full.short_side
+
+    def test_an_image_too_small_for_the_pyramid_has_no_face(self, detector):
+        assert detector.detect(np.full((14, 25, 3), 127, np.uint8)) == []

@@ -117,3 +117,72 @@ def test_synthetic_warning_names_the_model_and_version():
     assert synthetic_warning("liveness", "3") == ("model liveness v3 was trained on SYNTHETIC data; its scores say "
                                                    "nothing about real faces")
     assert synthetic_warning("tiny", "local").startswith("model tiny (local) was trained on SYNTHETIC data")
+
+
+class TestIsolation:
+    """Issue 11: one input never fails the batch, and its neighbours' rows are unchanged."""
+
+    def test_a_one_pixel_image_beside_a_face(self, predictor):
+        """The 1x1 image whose empty MTCNN pyramid once crashed the whole batch."""
+        tiny, face = predictor.predict([png_bytes(np.full((1, 1, 3), 200, np.uint8)), png_bytes(astronaut())])
+        assert (tiny.label, tiny.reason, tiny.face_found) == ("no_face", "", False)
+        (alone,) = predictor.predict([png_bytes(astronaut())])
+        assert face.face_found and face.score == pytest.approx(alone.score)
+
+    def test_strips_narrower_than_the_detector_window_have_no_face(self, predictor):
+        rows = predictor.predict([np.zeros((3, 300, 3), np.uint8), np.zeros((5000, 50, 3), np.uint8)])
+        assert [row.label for row in rows] == ["no_face", "no_face"]
+
+    def test_a_detector_failure_costs_only_its_image(self, predictor, monkeypatch):
+        real = predictor.detector._mtcnn.detect
+
+        def detect(image, landmarks=True):
+            if np.asarray(image).shape[:2] == (77, 91):
+                raise RuntimeError("simulated MTCNN failure")
+            return real(image, landmarks=landmarks)
+
+        monkeypatch.setattr(predictor.detector._mtcnn, "detect", detect)
+        odd, face = predictor.predict([np.full((77, 91, 3), 50, np.uint8), astronaut()])
+        assert (odd.label, odd.reason) == ("rejected", "detection_failed")
+        assert face.face_found and math.isfinite(face.score)
+
+    def test_a_scoring_failure_costs_only_its_face(self, predictor, monkeypatch):
+        real = predictor._scores
+        mirrored = astronaut()[:, ::-1].copy()
+
+        def scores(crops):
+            if len(crops) > 1:
+                raise RuntimeError("simulated batch failure")
+            if np.array_equal(crops[0], predictor.crop_faces([mirrored])[0][2]):
+                raise RuntimeError("simulated failure on this crop")
+            return real(crops)
+
+        monkeypatch.setattr(predictor, "_scores", scores)
+        bad, good = predictor.predict([mirrored, astronaut()])
+        assert (bad.label, bad.reason) == ("rejected", "processing_failed") and math.isnan(bad.score)
+        assert good.face_found and math.isfinite(good.score)
+
+    def test_a_nan_score_is_never_labelled_live(self, predictor, monkeypatch):
+        monkeypatch.setattr(predictor, "_scores", lambda crops: [math.nan] * len(crops))
+        (row,) = predictor.predict([astronaut()])
+        assert (row.label, row.reason, row.face_found) == ("rejected", "score_not_finite", True)
+
+    @pytest.mark.parametrize(("array", "converted"), [
+        (np.full((64, 64), 90, np.uint8), "l->rgb"),
+        (np.full((64, 64, 1), 90, np.uint8), "l->rgb"),
+        (np.full((64, 64, 4), 90, np.uint8), "rgba->rgb"),
+        (np.full((64, 64, 3), 90 * 257, np.uint16), "rgb16->rgb"),
+    ])
+    def test_arrays_are_converted_like_files(self, predictor, array, converted):
+        (row,) = predictor.predict([array])
+        assert (row.label, row.converted) == ("no_face", converted)
+
+    def test_arrays_that_are_not_pixels_are_rejected_with_a_reason(self, predictor):
+        rows = predictor.predict([np.zeros((4, 4, 2), np.uint8), np.zeros((4, 4, 3), np.float32), "a path"])
+        assert [(row.label, row.reason) for row in rows] == [("rejected", "unsupported_mode")] * 3
+
+    def test_converted_is_reported_for_a_decoded_file(self, predictor):
+        buffer = io.BytesIO()
+        Image.fromarray(astronaut()).convert("RGBA").save(buffer, "PNG")
+        (row,) = predictor.predict([buffer.getvalue()])
+        assert row.face_found and row.converted == "rgba->rgb"

@@ -102,3 +102,14 @@ def test_model_card_puts_the_baseline_shortcut_and_losses_beside_the_model():
     assert "0.56; **no** (Δ AUC 0.04, 95% CI -0.02 – 0.1)" in card
     assert "Shortcut AUC" in card and "0.531" in card
     assert "- pixel: {'weight': 50.0, 'used': True}" in card and "PSNR 24.9 dB" in card
+    assert "- identity network f: `onet`, MTCNN's ONet" in card
+
+
+def test_model_card_names_the_identity_network_and_flags_a_stand_in():
+    metrics = {"policy": "bpcer_at_apcer", "target": 0.05, "score": "ssim", "test": {}, "calibration": {}}
+    for backbone, stand_in, expected in [("dlib_resnet", False, "dlib's ResNet face descriptor"),
+                                         ("onet", True, "STAND-IN")]:
+        training = {"losses_used": {"identity": {"backbone": backbone, "stand_in": stand_in, "used": True}}}
+        card = model_card("liveness", metrics, _config("ssim"), "abc", training)
+        assert f"- identity network f: `{backbone}`" in card and expected in card
+        assert ("STAND-IN" in card) is stand_in

@@ -54,6 +54,6 @@ def wait_for(condition, timeout: float = 60.0, every: float = 0.1):
 @pytest.fixture(scope="module")
 def client(bundle, one_torch_thread):
     """One app on the tiny bundle for a whole module; batches of up to 32 so the whole bad corpus fits in one."""
-    app = create_app(ServeSettings(model=str(bundle), max_batch=32))
+    app = create_app(ServeSettings(model=str(bundle), max_batch=64))  # the whole bad corpus in one batch
     with started(app) as test_client:
         yield test_client

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from liveness.serve.limits import STATUS_BY_REASON, UNSUPPORTED_MEDIA
-from tests.fixtures.bad_images import PATH_ONLY_REASONS, astronaut, write_bad_image_corpus
+from tests.fixtures.bad_images import CONVERTED, PATH_ONLY_REASONS, astronaut, write_bad_image_corpus
 from tests.unit.serve.conftest import jpeg
 
 pytestmark = pytest.mark.slow  # the module's app loads MTCNN and a generator once (a few seconds on 2 cores)
@@ -66,6 +66,7 @@ class TestBadInput:
             answer = client.post("/v1/liveness", content=data, headers={"content-type": "application/octet-stream"})
             if reason is None:
                 assert answer.status_code == 200, (name, answer.text)
+                assert answer.json()["converted"] == CONVERTED[name], name
                 continue
             assert answer.status_code == expected_status(reason), (name, answer.text)
             assert answer.json()["error"] == reason and answer.json()["detail"], name
@@ -86,6 +87,7 @@ class TestBadInput:
             if reason is None:
                 assert item["status"] == 200 and item["result"]["label"] in {"live", "spoof", "no_face", "rejected"}
                 assert item["result"]["trained_on"] == "synthetic"
+                assert item["result"]["converted"] == CONVERTED.get(item["filename"], ""), item["filename"]
             else:
                 assert (item["status"], item["error"], item["result"]) == (expected_status(reason), reason, None)
         face = results[-1]["result"]
@@ -111,7 +113,7 @@ class TestBadInput:
         assert 400 <= answer.status_code < 500 and answer.json()["error"] in {"several_images", "too_many_images"}
 
     def test_batch_over_max_images_is_413(self, client, face_jpeg):
-        files = [("images", (f"{i}.jpg", b"x", "image/jpeg")) for i in range(33)]
+        files = [("images", (f"{i}.jpg", b"x", "image/jpeg")) for i in range(65)]
         answer = client.post("/v1/liveness/batch", files=files)
         assert (answer.status_code, answer.json()["error"]) == (413, "too_many_images")
 

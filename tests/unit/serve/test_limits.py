@@ -73,8 +73,8 @@ class TestLimits:
 
     def test_pixels_are_refused_from_the_header_before_decoding(self, monkeypatch):
         decoded = []
-        real = app_module.decode_bytes
-        monkeypatch.setattr(app_module, "decode_bytes", lambda data, *a, **k: decoded.append(1) or real(data, *a, **k))
+        real = app_module.decode_image
+        monkeypatch.setattr(app_module, "decode_image", lambda data, *a, **k: decoded.append(1) or real(data, *a, **k))
         with fake_app(max_pixels=100 * 100) as client:
             big = client.post("/v1/liveness", content=jpeg(astronaut()))  # 512x512 > 100x100
             assert (big.status_code, big.json()["error"]) == (413, "too_large") and "512x512" in big.json()["detail"]

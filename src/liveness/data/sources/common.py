@@ -8,10 +8,12 @@ from pathlib import Path
 
 from liveness.data.records import LIVE, SPECIES_LIVE, SPOOF, SourceRecord
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff",
+                              ".gif", ".ico", ".ppm", ".pgm", ".pbm", ".pnm", ".tga"})
 # What a photo folder may hold: the decodable types above plus common ones curation rejects with a reason
-# (unsupported_format, animated) rather than skipping in silence.
-FOLDER_IMAGE_EXTENSIONS = IMAGE_EXTENSIONS | {".gif", ".heic", ".heif", ".avif", ".jp2", ".ico", ".ppm", ".pgm"}
+# (not_an_image, animated) rather than skipping in silence.
+FOLDER_IMAGE_EXTENSIONS = IMAGE_EXTENSIONS | {".heic", ".heif", ".avif", ".jp2", ".jxl", ".svg", ".psd", ".eps", ".ps",
+                                              ".pdf", ".wmf", ".emf", ".dng", ".cr2", ".nef", ".arw"}
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
 
 
@@ -96,8 +98,9 @@ def files_in_subfolders(base: Path, extensions: frozenset[str]) -> list[Path]:
     return [path for folder in folders for path in list_files(folder, extensions)]
 
 
-def walk_files(root: Path, extensions: frozenset[str]) -> list[Path]:
-    """Files under ``root`` at any depth with an extension in ``extensions``, sorted.
+def walk_files(root: Path, extensions: frozenset[str], sniff: bool = False) -> list[Path]:
+    """Files under ``root`` at any depth with an extension in ``extensions`` (with ``sniff``, also files of any
+    other name whose first bytes Pillow recognises as an image), sorted.
 
     Symlinked folders are followed, but each real folder is read once, so a link back to an ancestor cannot
     loop and a linked copy yields no duplicates. Hidden files and folders (``.name``, such as macOS ``._x.jpg``
@@ -112,9 +115,22 @@ def walk_files(root: Path, extensions: frozenset[str]) -> list[Path]:
             continue
         seen.add((status.st_dev, status.st_ino))
         dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
-        found.extend(Path(folder, name) for name in filenames if _wanted(name, extensions))
+        found.extend(Path(folder, name) for name in filenames
+                     if _wanted(name, extensions) or (sniff and not name.startswith(".")
+                                                       and looks_like_image(Path(folder, name))))
     return sorted(found)
 
 
 def _wanted(name: str, extensions: frozenset[str]) -> bool:
     return not name.startswith(".") and Path(name).suffix.lower() in extensions
+
+
+def looks_like_image(path: Path) -> bool:
+    """Whether Pillow recognises the file's first bytes as an image (for image files without an image suffix)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path):
+            return True
+    except Exception:  # noqa: BLE001 - anything unrecognisable or unreadable is not an image here
+        return False

@@ -35,7 +35,7 @@ VGGFACE2_LANDMARK_HEADER = ["NAME_ID"] + [f"P{n}{axis}" for n in range(1, 6) for
 def iter_folder(root: Path) -> Iterator[SourceRecord]:
     """Any folder of photos, at any depth; the subject is the photo's folder name ("unknown" at the root)."""
     require_dir("folder", root, "a folder of face photos")
-    for path in walk_files(root, FOLDER_IMAGE_EXTENSIONS):
+    for path in walk_files(root, FOLDER_IMAGE_EXTENSIONS, sniff=True):
         subject = "unknown" if path.parent == root else path.parent.name
         yield make_record("folder", path, subject, SPECIES_LIVE)
 

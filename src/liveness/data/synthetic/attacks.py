@@ -33,6 +33,7 @@ from liveness.data.synthetic.faces import (
     relight,
     render_background,
 )
+from liveness.data.synthetic.portable import exp, power
 
 Attack = Callable[[np.ndarray, np.ndarray, np.random.Generator, np.ndarray | None], tuple[np.ndarray, Box]]
 
@@ -188,7 +189,7 @@ def display(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     else:
         cast = np.array([rng.uniform(1.08, 1.15), rng.uniform(0.98, 1.02), rng.uniform(0.78, 0.88)], np.float32)
     black = rng.uniform(0.03, 0.1)
-    return black + (1 - black) * np.clip(photo, 0, 1) ** gamma * cast
+    return black + (1 - black) * power(np.clip(photo, 0, 1), gamma) * cast
 
 
 def moire(shape: tuple[int, int], rng: np.random.Generator, samples: int = 2, aperture: float = 0.5) -> np.ndarray:
@@ -232,7 +233,7 @@ def _glare(screen: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     angle = rng.uniform(0, np.pi)
     u = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
     v = -(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)
-    blob = np.exp(-0.5 * ((u / sx) ** 2 + (v / sy) ** 2)) * rng.uniform(0.15, 0.45)
+    blob = exp(-0.5 * ((u / sx) ** 2 + (v / sy) ** 2)) * rng.uniform(0.15, 0.45)
     return 1 - (1 - screen) * (1 - blob[..., None])
 
 
@@ -363,7 +364,8 @@ def _tone_match(sheet: np.ndarray, face: np.ndarray, where: np.ndarray, strength
     """
     if not where.any():
         return np.float32(1.0)
-    return np.float32((face[where].mean() / max(float(sheet[where].mean()), 1e-3)) ** strength)
+    ratio = float(face[where].mean()) / max(float(sheet[where].mean()), 1e-3)
+    return np.float32(power(ratio, strength))
 
 
 def _similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:

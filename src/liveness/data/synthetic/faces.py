@@ -13,6 +13,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from liveness.data.synthetic.portable import exp, power, sin
+
 RGB = tuple[float, float, float]
 Box = tuple[float, float, float, float]
 
@@ -180,7 +182,7 @@ def _band(points: np.ndarray, widths: np.ndarray) -> np.ndarray:
 
 def _gauss(shape: tuple[int, int], centre: tuple[float, float], sigma: tuple[float, float]) -> np.ndarray:
     xx, yy = _grid(*shape)
-    return np.exp(-0.5 * (((xx - centre[0]) / sigma[0]) ** 2 + ((yy - centre[1]) / sigma[1]) ** 2))
+    return exp(-0.5 * (((xx - centre[0]) / sigma[0]) ** 2 + ((yy - centre[1]) / sigma[1]) ** 2))
 
 
 class _Layer:
@@ -519,7 +521,7 @@ def _draw_head(traits: IdentityTraits, pose: _Pose, features: _Features, light: 
         over = _hair_cap_mask(traits, pose, features, rng, shape)
         layer.paint(hair, over)
     shade, specular = _shading(layer.alpha, _bumps(pose, features, shape), light, pose.rx)
-    layer.rgb = layer.rgb * shade[..., None] ** np.array([0.85, 1.0, 1.15], np.float32)
+    layer.rgb = layer.rgb * power(shade[..., None], np.array([0.85, 1.0, 1.15]))
     layer.rgb += (specular * skin_mask * rng.uniform(0.04, 0.14))[..., None]
     _draw_catchlights(layer, features)
     if traits.glasses:
@@ -565,7 +567,7 @@ def _long_hair_mask(pose: _Pose, rng: np.random.Generator, shape: tuple[int, int
     xx, yy = _grid(*shape)
     u = (xx - pose.cx) / pose.rx
     v = (yy - pose.cy) / pose.ry
-    end = rng.uniform(1.2, 1.8) + 0.08 * np.sin(u * rng.uniform(6, 12) + rng.uniform(0, 6))
+    end = rng.uniform(1.2, 1.8) + 0.08 * sin(u * rng.uniform(6, 12) + rng.uniform(0, 6))
     crown = 1 - (np.clip(v, None, 0) / 1.1) ** 2
     half_width = np.where(crown > 0, 1.12 * np.sqrt(np.abs(crown)), -1) + 0.18 * np.clip(v, 0, None)
     inside = np.minimum((half_width - np.abs(u)) * pose.rx, (end - v) * pose.ry)
@@ -587,10 +589,10 @@ def _hair_cap_mask(traits: IdentityTraits, pose: _Pose, features: _Features, rng
     ragged = 0.03 * _value_noise(rng, shape, 18)
     if traits.hair_style == "fringe":
         top = (features.eyes[0][1] - pose.cy) / pose.ry - traits.brow_gap - 0.12
-        line = top + 0.03 * np.sin(x_face * rng.uniform(14, 22)) + 0.45 * x_face ** 2.5
+        line = top + 0.03 * sin(x_face * rng.uniform(14, 22)) + 0.45 * power(x_face, 2.5)
     else:
         side = 0.75 if traits.hair_style == "long" else 0.02
-        line = traits.hairline + (side - traits.hairline) * np.clip(x_face, 0, 1) ** 2.5
+        line = traits.hairline + (side - traits.hairline) * power(np.clip(x_face, 0, 1), 2.5)
     hairline = pose.cy + (line + ragged) * pose.ry
     return scalp * np.clip((hairline - yy) * 0.8 + 0.5, 0, 1)
 
@@ -722,7 +724,7 @@ def _bumps(pose: _Pose, features: _Features, shape: tuple[int, int]) -> np.ndarr
     xx, yy = _grid(*shape)
     along = np.clip((yy - eye_y) / max(ny - eye_y, 1.0), 0, 1)  # 0 between the eyes, 1 at the nose tip
     bridge_x = between_eyes + (nx - between_eyes) * along
-    ridge = np.exp(-0.5 * ((xx - bridge_x) / (nw * 0.45)) ** 2) * along * (yy < ny + nw * 0.2)
+    ridge = exp(-0.5 * ((xx - bridge_x) / (nw * 0.45)) ** 2) * along * (yy < ny + nw * 0.2)
     height = 0.2 * rx * ridge + 0.14 * rx * _gauss(shape, (nx, ny), (nw * 0.6, nw * 0.5))
     for ex, ey, ew in features.eyes:
         height -= 0.12 * rx * _gauss(shape, (ex, ey), (ew * 1.2, ew * 0.9))
@@ -744,5 +746,5 @@ def _shading(alpha: np.ndarray, bumps: np.ndarray, light: _Light, rx: float) -> 
     diffuse = np.clip((-gx * lx - gy * ly + lz) / norm, 0, 1)
     halfway = light.direction + np.array([0.0, 0.0, 1.0])
     hx, hy, hz = halfway / np.linalg.norm(halfway)
-    specular = np.clip((-gx * hx - gy * hy + hz) / norm, 0, 1) ** 24
+    specular = power(np.clip((-gx * hx - gy * hy + hz) / norm, 0, 1), 24)
     return light.ambient + (1 - light.ambient) * diffuse, specular

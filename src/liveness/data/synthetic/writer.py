@@ -9,10 +9,14 @@ Live captures of both databases come from ONE process (``_live_capture``: the sa
 and stream layout) and every image of both is written by ONE encoder call (``_encode``: JPEG quality 95), so
 nothing but the attacks tells the CelebA-Spoof live images from the CelebA ones: no format or pipeline
 shortcut. ``workers`` renders identities in a process pool; the bytes written are the same as sequentially.
+They are the same on another machine with the same packages too: rendering keeps off the code paths whose
+rounding depends on the CPU (see ``portable``), and ``tests/fixtures/demo_digest.json`` holds the digest of the
+default demo set that a test checks.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -36,8 +40,9 @@ from liveness.data.synthetic.attacks import (
     simulate_replay,
 )
 from liveness.data.synthetic.faces import Box, IdentityTraits, clip_box, face_box, identity_traits, render_face
+from liveness.data.synthetic.portable import baseline_opencv
 
-GENERATOR_VERSION = 2  # bump when the rendering changes, so existing folders are regenerated
+GENERATOR_VERSION = 3  # bump when the bytes written change, so existing folders are regenerated
 MARKER = "SYNTHETIC.txt"
 LANDMARK_HEADER = (
     "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x rightmouth_y"
@@ -99,7 +104,7 @@ def generate_demo_dataset(out_dir: Path, *, seed: int = 0, identities_live: int 
     staging = out_dir.with_suffix(f".tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        with _progress(progress, summary["images"]) as advance:
+        with _progress(progress, summary["images"]) as advance, baseline_opencv():
             _write_celeba(staging / "celeba", params, advance, workers)
             _write_celeba_spoof(staging / "celeba_spoof", params, advance, workers)
         for root in (staging, staging / "celeba", staging / "celeba_spoof"):
@@ -123,6 +128,21 @@ def read_marker(root: Path) -> dict | None:
         return json.loads(lines[-1])
     except json.JSONDecodeError:
         return None
+
+
+def tree_digest(root: Path) -> dict:
+    """File count, total bytes and one sha256 of a folder, over its sorted (relative path, file sha256) pairs.
+
+    Two folders with the same bytes at the same paths have the same digest, on any machine.
+    """
+    root = Path(root)
+    files = sorted((path.relative_to(root).as_posix(), path) for path in root.rglob("*") if path.is_file())
+    summary, size = hashlib.sha256(), 0
+    for name, path in files:
+        data = path.read_bytes()
+        size += len(data)
+        summary.update(f"{name} {hashlib.sha256(data).hexdigest()}\n".encode())
+    return {"files": len(files), "bytes": size, "sha256": summary.hexdigest()}
 
 
 def _validate(params: dict) -> None:
@@ -200,16 +220,18 @@ def _in_order(render: Callable[[int], list], identities: Iterable[int], workers:
     if workers == 1:
         yield from map(render, identities)
         return
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_pool_worker_setup)
     try:
         yield from pool.map(render, identities)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _one_thread() -> None:
-    """Pool workers keep OpenCV to one thread each: the pool is the parallelism (results do not depend on it)."""
+def _pool_worker_setup() -> None:
+    """Pool workers keep OpenCV to one thread each (the pool is the parallelism; results do not depend on it)
+    and on its plain code paths for good, as ``baseline_opencv`` does in the calling process."""
     cv2.setNumThreads(1)
+    cv2.setUseOptimized(False)
 
 
 # --------------------------------------------------------------------------------------------------------- CelebA

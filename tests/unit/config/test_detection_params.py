@@ -1,0 +1,44 @@
+"""DetectionParams and the FaceDetector it configures must not drift apart, and its defaults must keep the
+smallest face curation accepts findable."""
+
+import inspect
+
+import pytest
+from pydantic import ValidationError
+
+from liveness.config import DetectionParams, QualityParams, load_params
+from liveness.data.faces import FaceDetector, smallest_face_px
+from tests.conftest import PROJECT_ROOT
+
+
+def test_face_detector_defaults_agree():
+    defaults = {name: parameter.default for name, parameter in inspect.signature(FaceDetector).parameters.items()}
+    params = DetectionParams()
+    assert (defaults["min_face_size"], defaults["max_side"]) == (params.min_face_size, params.max_side)
+
+
+def test_params_yaml_keeps_the_defaults():
+    params = load_params(PROJECT_ROOT / "params.yaml")
+    for section in (params.curate, params.spoof):
+        assert section.detection.model_dump(exclude={"device"}) == DetectionParams().model_dump(exclude={"device"})
+
+
+def test_a_640x480_frame_keeps_faces_of_the_smallest_accepted_size_findable():
+    params = DetectionParams()
+    assert smallest_face_px(640, 480, params.min_face_size, params.max_side) < QualityParams().min_face_px
+
+
+@pytest.mark.parametrize(("width", "height", "expected"), [(160, 160, 20.0), (304, 200, 20.0), (608, 400, 40.0)])
+def test_smallest_face_grows_with_images_longer_than_max_side(width, height, expected):
+    assert smallest_face_px(width, height, 20, 304) == expected
+
+
+def test_torch_threads_cannot_be_negative():
+    with pytest.raises(ValidationError):
+        DetectionParams(torch_threads=-1)
+
+
+def test_bundles_without_torch_threads_still_load():
+    raw = DetectionParams().model_dump(mode="json")
+    del raw["torch_threads"]
+    assert DetectionParams(**raw).torch_threads == 0
