@@ -14,8 +14,11 @@ Reference figures (patent width profile, 128 px, the plain reading of the networ
 - target: >= 2000 images/s on one H100/H200 at 128 px, bf16, batch 256.
 
 FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per multiply-add, convolutions and
-matmuls only) on one uncompiled iteration of a small batch, divided by that batch. The identity network's weight
-values do not change its speed, so when the VGGFace2 weights are not on this machine the script times a randomly
+matmuls only) on one uncompiled iteration of a small batch, divided by that batch. The identity network f is the
+default run's, dlib's face-recognition ResNet (``--identity dlib_resnet``, 0.54 GFLOP per face forward), with the
+weights the face-recognition-models package installs. The trainer runs f every ``train.identity_every`` steps;
+this script runs it every step, so ``--identity none`` beside it gives f's whole cost per step. For vggface2 the
+weight values do not change its speed, so when those weights are not on this machine the script times a randomly
 initialised InceptionResnetV1 of the same shape and says so in ``identity_weights``.
 
 Examples::
@@ -45,8 +48,10 @@ from liveness.model.factory import build_discriminator, build_generator
 from liveness.model.identity import (
     IdentityNetwork,
     IdentityWeightsError,
+    build_dlib_resnet,
     build_onet,
     build_vggface2,
+    resolve_dlib_resnet_weights,
     resolve_vggface2_weights,
 )
 from liveness.model.losses import LossWeights
@@ -92,10 +97,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="wrap G and D in torch.compile as the trainer does with train.compile: true")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="auto: bf16 autocast on cuda, fp32 on cpu (default: auto)")
-    parser.add_argument("--identity", choices=("vggface2", "onet", "none"), default="vggface2",
-                        help="identity network f (default: vggface2; without --identity-weights and no cached weights, a random-init network of the same architecture is timed and the JSON says so)")
+    parser.add_argument("--identity", choices=("dlib_resnet", "vggface2", "onet", "none"), default="dlib_resnet",
+                        help="identity network f (default: dlib_resnet, the default run's, with the weights of the "
+                             "installed face-recognition-models package; vggface2 without --identity-weights and no "
+                             "cached weights times a random-init network of the same architecture and the JSON says so)")
     parser.add_argument("--identity-weights", type=Path, default=None, metavar="PATH",
-                        help="path to 20180402-114759-vggface2.pt (default: look in the torch hub cache)")
+                        help="vggface2: 20180402-114759-vggface2.pt (default: the torch hub cache); dlib_resnet: "
+                             "dlib_face_recognition_resnet_model_v1.dat (default: the installed package's)")
     parser.add_argument("--seed", type=int, default=0, help="torch seed for weights and synthetic input (default: 0)")
     args = parser.parse_args(argv)
     for name in ("batch", "steps"):
@@ -122,6 +130,12 @@ def build_identity(kind: str, weights: Path | None) -> tuple[IdentityNetwork | N
         return None, None
     if kind == "onet":
         return build_onet(), "facenet_pytorch bundled onet.pt (stand-in)"
+    if kind == "dlib_resnet":
+        try:
+            path = resolve_dlib_resnet_weights(weights)
+            return build_dlib_resnet(path), str(path)
+        except IdentityWeightsError as error:
+            raise SystemExit(f"error: dlib_resnet: {error}") from None
     if weights is not None:  # an explicit path is a request for those weights: never time something else
         try:
             return build_vggface2(weights), str(weights)

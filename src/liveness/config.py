@@ -277,10 +277,12 @@ class CalibrateParams(_Section):
     score: ScoreChoice = Field(
         "latent_bg", description="The shipped score: one of SCORE_CHOICES (latent_bg is the patent's Δ), or auto to "
                                  "pick it on the calibration split by `selection`. Every score is reported on calibration.")
-    selection: Literal["worst_species_auc", "pooled_auc"] = Field(
-        "worst_species_auc", description="With score: auto, the rule that picks the shipped score on calibration data: "
-                                         "the highest AUC of the worst attack species, or the highest pooled AUC (ties: "
-                                         "pooled AUC, then the order of `candidates`).")
+    selection: Literal["worst_species_auc_1se", "worst_species_auc", "pooled_auc"] = Field(
+        "worst_species_auc_1se",
+        description="With score: auto, the rule that picks the shipped score on calibration data: "
+                    "worst_species_auc_1se, of the scores whose worst-species AUC is within one standard error of the "
+                    "best, the highest mean per-species AUC; worst_species_auc, the highest AUC of the worst attack "
+                    "species; pooled_auc, the highest pooled AUC (ties: pooled AUC, then the order of `candidates`).")
     candidates: list[ScoreName] = Field(
         default_factory=lambda: list(SCORE_CHOICES), description="Scores that score: auto may pick from.")
     holdout_species: list[str] = Field(

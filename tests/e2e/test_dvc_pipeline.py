@@ -92,7 +92,7 @@ def test_dvc_repro_runs_caches_and_reruns_only_what_changed(repro):
     assert registered["version"] == "1"
     metrics = json.loads((project / "reports" / "metrics.json").read_text())
     assert metrics["data"] == "synthetic" and metrics["score"] == metrics["selection"]["chosen"]
-    assert metrics["selection"]["rule"] == "worst_species_auc"  # params.yaml ships score: auto
+    assert metrics["selection"]["rule"] == "worst_species_auc_1se"  # params.yaml ships score: auto
     assert metrics["test_per_species"]["replay_pc"]["unseen"] is True  # held out of calibration
     assert (project / "reports" / "score_statistics.json").is_file()
     assert (project / "reports" / "calibration_scores.md").is_file()

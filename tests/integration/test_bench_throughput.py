@@ -41,6 +41,20 @@ def test_cpu_run_prints_one_json_object() -> None:
     assert result["gflop_per_image_train"] > result["gflop_per_image_inference"] > 0
 
 
+def test_default_identity_network_is_the_default_runs_real_one() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT), "--device", "cpu", "--profile", "tiny", "--size", "32", "--batch", "2",
+         "--steps", "1", "--warmup", "0"],
+        capture_output=True, text=True, timeout=180, cwd=SCRIPT.parents[1],
+    )
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    assert result["identity"] == "dlib_resnet"
+    assert result["identity_weights"].endswith("dlib_face_recognition_resnet_model_v1.dat")
+    # f runs twice forward and once backward per image: dlib's ResNet alone is ~0.54 GFLOP forward.
+    assert result["gflop_per_image_train"] > 1.0
+
+
 CURATE_SCRIPT = SCRIPT.parent / "curate_throughput.py"
 SERVE_SCRIPT = SCRIPT.parent / "serve_load.py"
 QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1"}

@@ -186,9 +186,15 @@ class TestScoresSelectionAndHoldout:
         assert set(metrics["calibration"]) == {*SCORE_NAMES, BASELINE}
         chosen = metrics["score"]
         assert chosen != BASELINE and BASELINE not in metrics["selection"]["values"]
-        assert metrics["selection"]["chosen"] == chosen and metrics["selection"]["rule"] == "worst_species_auc"
-        best = max(value for value in metrics["selection"]["values"].values() if value is not None)
-        assert metrics["selection"]["values"][chosen] == best
+        selection = metrics["selection"]
+        assert selection["chosen"] == chosen and selection["rule"] == "worst_species_auc_1se"
+        best = max(value for value in selection["values"].values() if value is not None)
+        assert selection["values"][selection["best_worst_species"]] == best
+        # one standard error below the best worst species at most, and the best mean per-species AUC of those
+        assert chosen in selection["eligible"] and selection["values"][chosen] >= best - selection["standard_error"]
+        assert all(selection["values"][name] >= best - selection["standard_error"] for name in selection["eligible"])
+        assert selection["mean_species_auc"][chosen] == max(selection["mean_species_auc"].values())
+        assert 0 < selection["standard_error"] < 0.5
         assert (root / "reports" / "calibration_scores.md").read_text().count("| `") == len(SCORE_NAMES) + 1
 
     def test_held_out_species_never_reaches_calibration_but_is_reported_on_test(self, auto_run):

@@ -148,3 +148,17 @@ class TestThisRepository:
         assert "liveness.data.augment" not in direct and "liveness.train.stage" in direct
         stage = imported_names((PROJECT_ROOT / "src/liveness/train/stage.py").read_text(), "liveness.train.stage", False)
         assert "liveness.data.augment" in stage
+
+    def test_folder_deps_hash_the_code_not_pythons_bytecode_caches(self):
+        """A folder dep's hash in dvc.lock must not change when Python writes __pycache__ into it (it did: a fresh
+        clone saw every stage with a code folder as changed once anything had run)."""
+        import subprocess
+        import sys
+
+        dvc = Path(sys.executable).parent / "dvc"
+        folder = "src/liveness/data/synthetic"
+        for path, ignored in ((f"{folder}/__pycache__/faces.cpython-311.pyc", True), (f"{folder}/stray.pyc", True),
+                              (f"{folder}/faces.py", False)):
+            completed = subprocess.run([str(dvc), "check-ignore", path], cwd=PROJECT_ROOT, capture_output=True,
+                                       text=True, timeout=120)
+            assert (completed.returncode == 0) is ignored, (path, completed.stdout, completed.stderr)
