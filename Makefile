@@ -23,6 +23,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@touch $(STAMP)
 
 test: setup
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest tests
 
 test-fast: setup

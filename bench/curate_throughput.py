@@ -33,7 +33,7 @@ from skimage import data
 from liveness.config import DetectionParams
 from liveness.data.curate import CurationSettings, chunked, process_chunk
 from liveness.data.faces import smallest_face_px
-from liveness.data.quality import QualityThresholds
+from liveness.config import QualityParams
 from liveness.data.records import LIVE, SPECIES_LIVE, SourceRecord
 
 OLD_DETECTION = {"min_face_size": 20, "detect_max_side": 640}  # before issue 11
@@ -72,7 +72,7 @@ def write_photos(folder: Path, width: int, height: int, count: int) -> list[Sour
 
 def settings_pair(device: str = "cpu", torch_threads: int = 1) -> dict[str, CurationSettings]:
     new = DetectionParams()
-    common = dict(kind="live", crop_size=128, thresholds=QualityThresholds(near_duplicate_max_hamming=0),
+    common = dict(kind="live", crop_size=128, thresholds=QualityParams(near_duplicate_max_hamming=0),
                   detector_device=device, torch_threads=torch_threads)
     return {"old": CurationSettings(**common, **OLD_DETECTION),
             "new": CurationSettings(**common, min_face_size=new.min_face_size, detect_max_side=new.max_side)}

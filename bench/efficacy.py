@@ -114,8 +114,11 @@ def _throughput(params, dataset, workspace: Path) -> float:
     count = min(len(dataset), params.train.batch_size * PROBE_STEPS)
     crops = np.stack([dataset[index].numpy() if isinstance(dataset[index], torch.Tensor) else dataset[index]
                       for index in range(count)])
+    # The probe's steps run every loss at the run's cadence: D and the adversarial term from the first step (the
+    # run itself switches them on at train.adversarial_start_step, long before most of its steps), so the
+    # measured rate is the steady one and the epochs fit the budget.
     probe = parse_params(params.model_dump(mode="json") | {
-        "train": params.train.model_dump(mode="json") | {"epochs": 1, "val_split": None}})
+        "train": params.train.model_dump(mode="json") | {"epochs": 1, "val_split": None, "adversarial_start_step": 0}})
     folder = workspace / "runs/probe"
     shutil.rmtree(folder, ignore_errors=True)
     started = time.perf_counter()
@@ -229,10 +232,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from liveness.config import parse_params
     from liveness.data.stage import LIVE_KIND, SPOOF_KIND, generate_demo, run_curation
     from liveness.evaluate.calibrate import BASELINE, calibrate
-    from liveness.evaluate.scoring import GENERATOR_WEIGHTS
+    from liveness.bundle import GENERATOR_WEIGHTS, write_bundle
     from liveness.io import json_safe
     from liveness.model.score import SCORE_NAMES
-    from liveness.registry.register import bundle_config, write_bundle
+    from liveness.registry.register import bundle_config
     from liveness.train.stage import training_dataset, validation_crops
     from liveness.train.trainer import Trainer
 

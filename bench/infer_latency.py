@@ -36,14 +36,8 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from liveness.export.onnx import (
-    DEFAULT_OPSET,
-    INPUT_NAME,
-    OUTPUT_NAME,
-    ScoringGraph,
-    export_scoring_graph,
-    make_session,
-)
+from liveness.bundle import INPUT_NAME, OUTPUT_NAME, make_session
+from liveness.export.onnx import DEFAULT_OPSET, ScoringGraph, export_scoring_graph
 from liveness.model.generator import Generator
 from liveness.model.profiles import PROFILES, get_profile
 

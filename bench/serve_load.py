@@ -116,7 +116,7 @@ class FormerFaceDetector:
 
 def serve_former() -> None:
     """``liveness serve`` (arguments from the command line) with ``FormerFaceDetector`` in the Predictor."""
-    import liveness.registry.predictor as predictor
+    import liveness.bundle.predictor as predictor
     from liveness.cli import app
 
     predictor.FaceDetector = FormerFaceDetector
@@ -129,12 +129,12 @@ def random_tiny_bundle(folder: Path, detection: dict | None = None) -> Path:
 
     from liveness.config import CropParams, DetectionParams, ModelParams
     from liveness.model.factory import build_generator
-    from liveness.registry.predictor import BundleConfig, write_config
+    from liveness.bundle import BundleConfig, write_config
 
     tiny = ModelParams(profile="tiny", image_size=32)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    torch.save(build_generator(tiny).state_dict(), folder / "generator.pt")
+    torch.save(build_generator(tiny.width_profile()).state_dict(), folder / "generator.pt")
     write_config(folder, BundleConfig(tiny, CropParams(size=32), DetectionParams(**(detection or {"device": "cpu"})),
                                       0.5, "latent_bg", "synthetic"))
     return folder

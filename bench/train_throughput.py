@@ -56,7 +56,7 @@ from liveness.model.identity import (
 )
 from liveness.model.losses import LossWeights
 from liveness.model.profiles import PROFILES
-from liveness.train.runtime import Runtime, images_to_model_input, resolve_runtime
+from liveness.runtime import Runtime, images_to_model_input, resolve_runtime
 from liveness.train.step import TrainingStep
 
 RANDOM_INIT_NOT_FOUND = "random init (timing only; real weights not found)"
@@ -217,8 +217,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
 
     model_params = ModelParams(profile=args.profile, image_size=args.size)
-    generator = build_generator(model_params).to(runtime.device, memory_format=runtime.memory_format)
-    discriminator = build_discriminator(model_params).to(runtime.device, memory_format=runtime.memory_format)
+    generator = build_generator(model_params.width_profile()).to(runtime.device, memory_format=runtime.memory_format)
+    discriminator = build_discriminator(model_params.width_profile()).to(runtime.device, memory_format=runtime.memory_format)
     identity, identity_weights = build_identity(args.identity, args.identity_weights)
     if identity is not None:
         identity = identity.to(runtime.device)

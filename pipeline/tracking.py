@@ -17,7 +17,7 @@ from pathlib import Path
 import mlflow
 import yaml
 
-from liveness.registry.store import tracking_uri, use_experiment
+from liveness.mlflow_store import tracking_uri, use_experiment
 from liveness.train.metrics_logger import flatten_params
 
 EXPERIMENT = "liveness"

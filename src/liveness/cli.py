@@ -10,8 +10,9 @@ import typer
 import yaml
 from rich.console import Console
 
-from liveness.config import ConfigError, load_params
-from liveness.data.sources.common import FOLDER_IMAGE_EXTENSIONS, looks_like_image
+from liveness.config import DEFAULT_MAX_PIXELS, ConfigError, load_params
+from liveness.data.sources.common import FOLDER_IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, looks_like_image
+from liveness.registry.resolve import DEFAULT_MODEL
 
 app = typer.Typer(
     help="One-class silent face liveness: train on live faces only, score spoofs by latent inconsistency.",
@@ -152,9 +153,8 @@ def identity_check(
                       f"input {network.input_size} px{weights}")
 
 
-DEFAULT_MODEL = "models:/liveness@champion"
 IMAGE_SUFFIXES = FOLDER_IMAGE_EXTENSIONS
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
+VIDEO_SUFFIXES = VIDEO_EXTENSIONS
 
 
 def _registry_settings(params_path: Path):
@@ -162,7 +162,7 @@ def _registry_settings(params_path: Path):
     import mlflow
 
     from liveness.config import RegisterParams
-    from liveness.registry.store import tracking_uri
+    from liveness.mlflow_store import tracking_uri
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
@@ -362,7 +362,7 @@ def predict(
 
     from rich.markup import escape
 
-    from liveness.registry.predictor import synthetic_warning
+    from liveness.bundle import synthetic_warning
 
     info, trained_on, score = _predict_model(model, params_path, backend)
     items = _predict_inputs(paths, frames)
@@ -416,9 +416,9 @@ def _predict_model(model: str, params_path: Path, backend: str):
     import pandas as pd
     from mlflow.exceptions import MlflowException
 
-    from liveness.registry.predictor import Predictor
+    from liveness.bundle import Predictor
     from liveness.registry.resolve import RegistrySource, bundle_folder, open_source, parse_model_uri
-    from liveness.registry.store import tracking_uri
+    from liveness.mlflow_store import tracking_uri
 
     def cannot_load(error: Exception) -> None:
         _fail(f"cannot load model {model}: {error}. Register one (`python -m pipeline.register`, "
@@ -477,7 +477,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind. Loopback (127.0.0.0/8, ::1, localhost) needs no key; any other address needs --api-key-file (or $LIVENESS_API_KEY), or --insecure.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
     max_bytes: Annotated[int, typer.Option(min=1, help="Largest encoded image accepted, in bytes (413 above).")] = 10 * 1024 * 1024,
-    max_pixels: Annotated[int, typer.Option(min=1, help="Largest width x height accepted, read from the image header before decoding (413 above).")] = 40_000_000,
+    max_pixels: Annotated[int, typer.Option(min=1, help="Largest width x height accepted, read from the image header before decoding (413 above).")] = DEFAULT_MAX_PIXELS,
     max_batch: Annotated[int, typer.Option(min=1, help="Most images in one /v1/liveness/batch request (413 above).")] = 16,
     timeout_s: Annotated[float, typer.Option(min=0.001, help="Seconds allowed for receiving a body (408) and, separately, for queueing, decoding and scoring it (503).")] = 30.0,
     poll_s: Annotated[float, typer.Option(min=0, help="Seconds between checks whether the alias moved (reload when it did); 0 = off. SIGHUP always reloads.")] = 30.0,
@@ -492,7 +492,7 @@ def serve(
     import uvicorn
 
     from liveness.registry.resolve import parse_model_uri
-    from liveness.registry.store import tracking_uri
+    from liveness.mlflow_store import tracking_uri
     from liveness.serve.app import create_app
     from liveness.serve.auth import API_KEY_ENV, check_bind, loose_permissions, resolve_api_key
     from liveness.serve.settings import ServeSettings

@@ -14,6 +14,14 @@ import warnings
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from liveness.model.profiles import PROFILES, WidthProfile, get_profile  # torch-free tables of the model's
+from liveness.model.score_spec import DEFAULT_FUSION, SCORE_NAMES
+
+
+DEFAULT_MAX_PIXELS = 40_000_000
+"""Largest width x height accepted anywhere (curation, predict, serve), read from the header before decoding:
+a decompression bomb is refused before it is decoded."""
+
 
 class ConfigError(ValueError):
     """params.yaml is missing, unreadable or invalid; the message names the key to fix."""
@@ -44,11 +52,13 @@ class ModelParams(_Section):
     @field_validator("profile")
     @classmethod
     def _known_profile(cls, value: str) -> str:
-        from liveness.model.profiles import PROFILES
-
         if value not in PROFILES:
             raise ValueError(f"unknown width profile {value!r}; choose one of {sorted(PROFILES)}")
         return value
+
+    def width_profile(self) -> WidthProfile:
+        """The channel plan the networks are built from (``liveness.model.factory`` takes it, not these params)."""
+        return get_profile(self.profile, self.decoder_channels)
 
 
 class IdentityParams(_Section):
@@ -82,7 +92,8 @@ class LossParams(_Section):
 
 
 class AugmentParams(_Section):
-    """Light augmentation of live training crops (liveness.data.augment.AugmentConfig)."""
+    """Light augmentation of live training crops (``liveness.data.augment``): flip probability and maximum
+    relative jitter of brightness, contrast and saturation (0 turns one off)."""
 
     enabled: bool = True
     hflip_probability: float = Field(0.5, ge=0, le=1)
@@ -182,18 +193,37 @@ class DetectionParams(_Section):
 
 
 class QualityParams(_Section):
-    """Live-only quality thresholds (liveness.data.quality.QualityThresholds)."""
+    """Limits a live face must meet to enter the training set (``liveness.data.quality`` checks them)."""
 
-    min_detection_probability: float = 0.95
-    min_inter_eye_px: float = 20.0
-    min_face_px: float = 48.0
-    min_blur_laplacian_var: float = 40.0
-    luminance_range: tuple[float, float] = (40.0, 220.0)
-    max_clipped_fraction: float = 0.2
-    max_abs_yaw_deg: float = 35.0
-    max_abs_roll_deg: float = 25.0
-    min_source_side_px: float = 64.0
-    near_duplicate_max_hamming: int = Field(4, ge=0, le=63)
+    min_detection_probability: float = Field(
+        0.95, description="Detector confidence; lower usually means a partial, occluded or non-face crop.")
+    min_inter_eye_px: float = Field(
+        20.0, description="Distance between the eye centres in source pixels; below this the eye region has too "
+                          "little detail.")
+    min_face_px: float = Field(48.0, description="Short side of the detection box in source pixels.")
+    min_blur_laplacian_var: float = Field(
+        40.0, description="Variance of the Laplacian of the face, measured at 112 px on the short side.")
+    luminance_range: tuple[float, float] = Field(
+        (40.0, 220.0), description="Allowed mean luminance (0-255) of the face region: below is too dark, above "
+                                   "too bright.")
+    max_clipped_fraction: float = Field(
+        0.2, description="Largest share of face pixels with luminance <= 5 or >= 250 (crushed shadows, blown "
+                         "highlights).")
+    max_abs_yaw_deg: float = Field(35.0, description="Largest head turn left/right, estimated from the landmarks.")
+    max_abs_roll_deg: float = Field(25.0, description="Largest in-plane tilt of the eye line.")
+    min_source_side_px: float = Field(
+        64.0, description="Short side of the whole source image; smaller images are thumbnails.")
+    near_duplicate_max_hamming: int = Field(
+        4, ge=0, le=63, description="pHash Hamming distance (of 64 bits) at or below which two images count as "
+                                    "near-duplicates.")
+
+    @field_validator("luminance_range")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not low < high:
+            raise ValueError(f"luminance_range must be (low, high) with low < high, got {value}")
+        return value
 
 
 class RunnerParams(_Section):
@@ -220,7 +250,7 @@ class CurateParams(_Section):
     detection: DetectionParams = DetectionParams()
     quality: QualityParams = QualityParams()
     video_frames: int = Field(5, ge=1, description="Frames sampled evenly from each video.")
-    max_pixels: int = Field(40_000_000, ge=1, description="Larger images are rejected before decoding.")
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="Larger images are rejected before decoding.")
     splits: SplitFractions = Field(
         {"train": 0.8, "statistics": 0.1, "val": 0.1},
         description="By identity: train trains the generator, statistics fits the score statistics, val is the bona "
@@ -237,7 +267,7 @@ class SpoofParams(_Section):
     crop: CropParams = CropParams()
     detection: DetectionParams = DetectionParams()
     video_frames: int = Field(5, ge=1)
-    max_pixels: int = Field(40_000_000, ge=1)
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
     splits: SplitFractions = {"calib": 0.5, "test": 0.5}
     shard_size: int = Field(4096, ge=1)
     runner: RunnerParams = RunnerParams()
@@ -255,14 +285,8 @@ class DemoParams(_Section):
     size: int = Field(128, ge=32)
 
 
-# = liveness.model.score.SCORE_NAMES (a test keeps them equal; config does not import torch).
-SCORE_CHOICES = ("latent_bg", "latent_bg_cos", "latent_face", "pixel", "pixel_hf", "latent_bg_rel", "pixel_topk",
-                 "ssim", "gradient", "spectrum_hf", "latent_bg_std", "fused", "deviation", "feature_gaussian")
-ScoreName = Literal["latent_bg", "latent_bg_cos", "latent_face", "pixel", "pixel_hf", "latent_bg_rel", "pixel_topk",
-                    "ssim", "gradient", "spectrum_hf", "latent_bg_std", "fused", "deviation", "feature_gaussian"]
-ScoreChoice = Literal["latent_bg", "latent_bg_cos", "latent_face", "pixel", "pixel_hf", "latent_bg_rel", "pixel_topk",
-                      "ssim", "gradient", "spectrum_hf", "latent_bg_std", "fused", "deviation", "feature_gaussian",
-                      "auto"]
+ScoreName = Literal[SCORE_NAMES]
+ScoreChoice = Literal[(*SCORE_NAMES, "auto")]
 
 
 class CalibrateParams(_Section):
@@ -275,7 +299,7 @@ class CalibrateParams(_Section):
     calib_split: str = Field("calib", description="Split of spoof_data the threshold is chosen on.")
     test_split: str = Field("test", description="Split of spoof_data reported at the frozen threshold; never tunes it.")
     score: ScoreChoice = Field(
-        "latent_bg", description="The shipped score: one of SCORE_CHOICES (latent_bg is the patent's Δ), or auto to "
+        "latent_bg", description="The shipped score: one of liveness.model.score_spec.SCORE_NAMES (latent_bg is the patent's Δ), or auto to "
                                  "pick it on the calibration split by `selection`. Every score is reported on calibration.")
     selection: Literal["worst_species_auc_1se", "worst_species_auc", "pooled_auc"] = Field(
         "worst_species_auc_1se",
@@ -284,7 +308,7 @@ class CalibrateParams(_Section):
                     "best, the highest mean per-species AUC; worst_species_auc, the highest AUC of the worst attack "
                     "species; pooled_auc, the highest pooled AUC (ties: pooled AUC, then the order of `candidates`).")
     candidates: list[ScoreName] = Field(
-        default_factory=lambda: list(SCORE_CHOICES), description="Scores that score: auto may pick from.")
+        default_factory=lambda: list(SCORE_NAMES), description="Scores that score: auto may pick from.")
     holdout_species: list[str] = Field(
         default_factory=list, description="Attack species left out of calibration entirely (neither selection nor "
                                           "threshold sees them) and reported on test as unseen attacks.")
@@ -295,7 +319,7 @@ class CalibrateParams(_Section):
     baseline: bool = Field(True, description="Fit the classical one-class baseline (IQM + GMM, Nikisins et al. 2018) "
                                              "on the live training crops and report it beside every score.")
     fusion: list[ScoreName] = Field(
-        default_factory=lambda: ["latent_bg_std", "latent_bg_cos", "latent_face", "pixel", "pixel_hf"],
+        default_factory=lambda: list(DEFAULT_FUSION),
         description="Scores that `fused` (mean) and `deviation` (root mean square) combine after z-scoring each "
                     "with live-train statistics.")
 

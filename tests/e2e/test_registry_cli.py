@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 
 from liveness.cli import app
 from liveness.registry.register import register
-from tests.conftest import tiny_params
-from tests.integration.test_registry import write_metrics
-from tests.unit.registry.test_predictor import astronaut, make_model_dir, png_bytes
+from tests.fixtures.params import tiny_params
+from tests.fixtures.registry import write_metrics
+from tests.fixtures.bundles import astronaut, make_model_dir, png_bytes
 
 runner = CliRunner()
 
@@ -322,7 +322,7 @@ def test_predict_on_a_folder_of_awkward_files_gives_every_file_its_row(tmp_path,
     """Issue 11: the folder that once stopped `liveness predict` with a traceback and no rows (a 1x1 image)."""
     from liveness.data.decode import CONVERSIONS
     from liveness.export.onnx import export_bundle
-    from liveness.registry.predictor import PREDICTION_REASONS
+    from liveness.bundle import PREDICTION_REASONS
     from tests.fixtures.bad_images import CONVERTED, CORPUS, write_bad_image_corpus
 
     bundle = make_model_dir(tmp_path / "tiny")

@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from liveness.serve.limits import STATUS_BY_REASON, UNSUPPORTED_MEDIA
-from tests.conftest import PROJECT_ROOT
+from tests.fixtures.paths import PROJECT_ROOT
 from tests.fixtures.bad_images import PATH_ONLY_REASONS, write_bad_image_corpus
-from tests.unit.registry.test_predictor import astronaut, make_model_dir
-from tests.unit.serve.conftest import jpeg
+from tests.fixtures.bundles import astronaut, make_model_dir
+from tests.fixtures.serving import jpeg
 
 pytestmark = pytest.mark.slow
 QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1"}

@@ -20,9 +20,9 @@ from typer.testing import CliRunner
 
 from liveness.cli import app
 from liveness.registry.register import register
-from tests.conftest import tiny_params
-from tests.integration.test_registry import write_metrics
-from tests.unit.registry.test_predictor import astronaut, make_model_dir, png_bytes
+from tests.fixtures.params import tiny_params
+from tests.fixtures.registry import write_metrics
+from tests.fixtures.bundles import astronaut, make_model_dir, png_bytes
 
 SERVER_START_SECONDS = 180
 

@@ -10,7 +10,7 @@ import yaml
 from liveness.data.memory import make_smoke_crops
 from liveness.evaluate.ablation import ABLATIONS, EXPERIMENT, resolve_overrides, run_ablations, summary_table, RunResult
 from liveness.config import parse_params
-from tests.integration.test_calibrate import SIZE, _spoof_rows, _write_set
+from tests.fixtures.calibration import SIZE, spoof_rows, write_set
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
 
@@ -20,9 +20,9 @@ def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("ablate")
     live_rows = [("train", "live", "live", f"t{i}") for i in range(8)] + [("val", "live", "live", f"v{s}") for s in range(4)]
     live_rows += [("statistics", "live", "live", f"s{s}") for s in range(4)]
-    _write_set(root / "live", live_rows, make_smoke_crops(len(live_rows), SIZE, seed=0))
-    spoof_rows = _spoof_rows("calib", "c") + _spoof_rows("test", "x")
-    _write_set(root / "spoof", spoof_rows, make_smoke_crops(len(spoof_rows), SIZE, seed=1))
+    write_set(root / "live", live_rows, make_smoke_crops(len(live_rows), SIZE, seed=0))
+    spoof = spoof_rows("calib", "c") + spoof_rows("test", "x")
+    write_set(root / "spoof", spoof, make_smoke_crops(len(spoof), SIZE, seed=1))
     params = {
         "model": {"profile": "tiny", "image_size": SIZE}, "identity": {"backbone": "none"},
         "train": {"data": str(root / "live"), "epochs": 1, "batch_size": 4, "num_workers": 0,

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.fixtures.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 SUMMARY_KEYS = {"shipped_score", "test_auc", "unseen_species", "baseline_test_auc", "shortcut_auc", "psnr_db",

@@ -9,40 +9,19 @@ import torch
 
 from liveness.config import parse_params
 from liveness.data.memory import make_smoke_crops
-from liveness.data.shards import ShardWriter, write_manifest
+from liveness.data.shards import write_manifest
 from liveness.evaluate import calibrate as calibrate_module
 from liveness.evaluate.calibrate import BASELINE, SKEW_FILE, calibrate
 from liveness.evaluate.scoring import SCORE_NAMES
 from liveness.evaluate.thresholds import choose_threshold
 from liveness.model.factory import build_generator
+from tests.fixtures.calibration import ATTACKS, SIZE, spoof_rows, write_set
 
-SIZE = 32
-ATTACKS = ("print_a4", "replay_pc")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLOT_FILES = ("roc.csv", "det.csv", "scores.csv", "roc.png", "det.png", "score_hist.png", "decomposition.png")
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def _write_set(folder, rows, crops, synthetic=True):
-    """A curated folder: ``rows`` of (split, label, species, subject), one crop each, plus a rejected row."""
-    with ShardWriter(folder / "shards", SIZE, shard_size=8) as writer:
-        places = [writer.add(crop) for crop in crops]
-    split, label, species, subject = zip(*rows, ("val", "live", "live", "rejected"))
-    ids = [f"{folder.name}/{i}.png" for i in range(len(rows) + 1)]
-    write_manifest(pd.DataFrame({
-        "record_id": ids, "source": "tiny", "path": ids, "frame_index": None, "subject": subject, "label": label,
-        "species": species, "split": split, "synthetic": synthetic,
-        "shard": [p[0] for p in places] + [-1], "index_in_shard": [p[1] for p in places] + [-1],
-        "reject_reason": [""] * len(rows) + ["blur"],
-    }), folder / "manifest.parquet")
-
-
-def _spoof_rows(split, prefix):
-    """Per subject one bona fide and one presentation of each attack species."""
-    return [(split, label, species, f"{prefix}{s}") for s in range(4)
-            for label, species in (("live", "live"), *(("spoof", a) for a in ATTACKS))]
 
 
 def _make_data(root, test_seed=2, live_synthetic=True):
@@ -51,10 +30,10 @@ def _make_data(root, test_seed=2, live_synthetic=True):
     live_rows = [("train", "live", "live", f"t{s}") for s in range(44)]
     live_rows += [("statistics", "live", "live", f"s{s}") for s in range(4)]
     live_rows += [("val", "live", "live", f"v{s}") for s in range(6)]
-    _write_set(root / "live", live_rows, make_smoke_crops(len(live_rows), SIZE, seed=0), live_synthetic)
-    calib, test = _spoof_rows("calib", "c"), _spoof_rows("test", "x")
+    write_set(root / "live", live_rows, make_smoke_crops(len(live_rows), SIZE, seed=0), live_synthetic)
+    calib, test = spoof_rows("calib", "c"), spoof_rows("test", "x")
     crops = np.concatenate([make_smoke_crops(len(calib), SIZE, seed=1), make_smoke_crops(len(test), SIZE, test_seed)])
-    _write_set(root / "spoof", calib + test, crops)
+    write_set(root / "spoof", calib + test, crops)
 
 
 def _params(root, model_dir, **calibrate):
@@ -71,7 +50,7 @@ def model_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("model")
     torch.manual_seed(0)
     params = parse_params({"model": {"profile": "tiny", "image_size": SIZE}})
-    torch.save(build_generator(params.model).state_dict(), folder / "generator.pt")
+    torch.save(build_generator(params.model.width_profile()).state_dict(), folder / "generator.pt")
     return folder
 
 

@@ -1,17 +1,14 @@
 """DDP through torchrun on CPU (gloo): 2 ranks at batch b make the same updates as 1 rank at batch 2b."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
-import yaml
 
 from liveness.config import parse_params
 from liveness.data.memory import CropArrayDataset, make_smoke_crops
 from liveness.train.trainer import Trainer
+from tests.fixtures.ddp import CROPS, train_on_two_ranks
 
 RAW_PARAMS = {
     "model": {"profile": "tiny", "image_size": 32},
@@ -19,26 +16,10 @@ RAW_PARAMS = {
     # train.batch_size is the global batch: 2 ranks x 4 = 1 rank x 8. 24 crops -> 3 steps.
     "train": {"epochs": 1, "batch_size": 8, "num_workers": 0, "log_every_steps": 1, "checkpoint_every_steps": 1000},
 }
-CROPS = 24
 
 
 def _metrics(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def train_on_two_ranks(raw_params: dict, tmp_path, crops: int = CROPS, timeout: int = 300) -> subprocess.CompletedProcess:
-    """``liveness train`` on smoke crops under torchrun with 2 gloo ranks, into ``tmp_path/ddp``; must succeed."""
-    params_file = tmp_path / "params.yaml"
-    params_file.write_text(yaml.safe_dump(raw_params))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "liveness", "train", "--params", str(params_file), "--out", str(tmp_path / "ddp"),
-        "--data", "smoke", "--smoke-count", str(crops), "--no-progress",
-    ]
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return completed
 
 
 @pytest.mark.slow
@@ -58,7 +39,7 @@ def test_two_ranks_match_one_rank_with_twice_the_batch(tmp_path):
     torch.manual_seed(0)
     from liveness.model.factory import build_generator
 
-    init = build_generator(parse_params(RAW_PARAMS).model).state_dict()
+    init = build_generator(parse_params(RAW_PARAMS).model.width_profile()).state_dict()
     assert any(not torch.allclose(init[k], v) for k, v in single.generator.state_dict().items())
 
     # rank 0 alone logged, once per step, with the losses of the whole global batch

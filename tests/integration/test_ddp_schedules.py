@@ -9,7 +9,7 @@ import torch
 from liveness.config import parse_params
 from liveness.data.memory import CropArrayDataset, make_smoke_crops
 from liveness.train.trainer import Trainer
-from tests.integration.test_ddp import train_on_two_ranks
+from tests.fixtures.ddp import train_on_two_ranks
 
 RAW_PARAMS = {
     "model": {"profile": "tiny", "image_size": 32},

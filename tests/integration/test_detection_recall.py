@@ -23,7 +23,7 @@ from skimage import data
 from liveness.config import DetectionParams, QualityParams
 from liveness.data.faces import FaceDetector, smallest_face_px
 from liveness.data.synthetic.writer import generate_demo_dataset
-from tests.conftest import PROJECT_ROOT
+from tests.fixtures.paths import PROJECT_ROOT
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
 

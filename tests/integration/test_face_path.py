@@ -25,8 +25,9 @@ from liveness.data.stage import LIVE_KIND, SPOOF_KIND, run_curation
 from liveness.data.synthetic.writer import generate_demo_dataset
 from liveness.evaluate.calibrate import calibrate
 from liveness.model.factory import build_generator
-from liveness.registry.predictor import Predictor
-from liveness.registry.register import bundle_config, write_bundle
+from liveness.bundle import Predictor
+from liveness.bundle import write_bundle
+from liveness.registry.register import bundle_config
 
 SIZE = 64
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
@@ -54,7 +55,7 @@ def stages(tmp_path_factory):
     run_curation(params.spoof, SPOOF_KIND, 0, root / "reports/spoof", progress=False)
     (root / "model").mkdir()
     torch.manual_seed(0)
-    torch.save(build_generator(params.model).state_dict(), root / "model" / "generator.pt")
+    torch.save(build_generator(params.model.width_profile()).state_dict(), root / "model" / "generator.pt")
     calibrate(params)
     bundle = write_bundle(root / "bundle", root / "model" / "generator.pt",
                           bundle_config(params, root / "reports" / "metrics.json"))

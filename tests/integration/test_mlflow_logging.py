@@ -6,7 +6,7 @@ import pytest
 
 from liveness.train.metrics_logger import active_mlflow_logger
 from liveness.train.trainer import Trainer
-from tests.conftest import tiny_params
+from tests.fixtures.params import tiny_params
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -15,26 +14,22 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from liveness.export import onnx as export_onnx
-from liveness.export.onnx import (
+from liveness.bundle import (
     ONNX_FILE,
-    PARITY_TOLERANCE,
-    OnnxExportError,
     OnnxScorer,
     config_from_metadata,
     crops_to_input,
-    export_bundle,
-    export_scoring_graph,
     file_sha256,
     make_session,
     read_metadata,
 )
+from liveness.export.onnx import PARITY_TOLERANCE, OnnxExportError, export_bundle, export_scoring_graph
 from liveness.model import score as score_module
 from liveness.model.generator import Generator
 from liveness.model.profiles import DEPLOY, PROFILES
-from liveness.registry.predictor import BundleConfig, Predictor, write_config
-from tests.conftest import PROJECT_ROOT
-from tests.unit.registry.test_predictor import astronaut, make_model_dir, png_bytes
+from liveness.bundle import BundleConfig, Predictor, write_config
+from tests.fixtures.paths import PROJECT_ROOT
+from tests.fixtures.bundles import astronaut, make_model_dir, png_bytes
 
 TOLERANCE = 1e-4  # the issue's |score_onnx - score_torch| bound
 
@@ -70,7 +65,7 @@ def tiny_bundle(tmp_path_factory, one_torch_thread):
 def exported(tiny_bundle):
     """(profile name, generator, image size, export result) for tiny @ 32 (from its bundle) and deploy @ 64."""
     folder, result = tiny_bundle
-    from liveness.evaluate.scoring import load_generator
+    from liveness.bundle import load_generator
 
     tiny = load_generator(folder, BundleConfig.from_json(json.loads((folder / "config.json").read_text())).model)
     torch.manual_seed(1)

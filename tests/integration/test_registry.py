@@ -14,17 +14,9 @@ from mlflow import MlflowClient
 import liveness
 from liveness.registry.promote import promote
 from liveness.registry.register import register
-from tests.conftest import tiny_params
-from tests.unit.registry.test_predictor import astronaut, make_model_dir, png_bytes
-
-TEST_METRICS = {"auc": 0.9, "bpcer100": 0.2, "eer": 0.1, "auc_ci_low": 0.8, "auc_ci_high": 0.95, "apcer/print": 0.05,
-                "hter": None}
-
-
-def write_metrics(path: Path, **test: float) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"threshold": 0.5, "score": "latent_bg", "data": "synthetic", "policy": "eer",
-                                "target": None, "test": TEST_METRICS | test}))
+from tests.fixtures.params import tiny_params
+from tests.fixtures.bundles import astronaut, make_model_dir, png_bytes
+from tests.fixtures.registry import write_metrics
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import torch
 
 from liveness.train.checkpoint import CheckpointError
 from liveness.train.trainer import Trainer, TrainingDataError, TrainingInterrupted
-from tests.conftest import tiny_params
+from tests.fixtures.params import tiny_params
 
 # 24 crops, batch 4: 6 steps per epoch, 2 epochs = 12 steps; a periodic checkpoint every 5 steps.
 PARAMS = tiny_params(train={"epochs": 2, "checkpoint_every_steps": 5})
@@ -177,7 +177,7 @@ class TestAugmentedResume:
         import numpy as np
         import pandas as pd
 
-        from liveness.data.augment import AugmentConfig
+        from liveness.config import AugmentParams
         from liveness.data.memory import make_smoke_crops
         from liveness.data.shards import ShardDataset, ShardWriter
 
@@ -192,7 +192,7 @@ class TestAugmentedResume:
         })
 
         def dataset():
-            return ShardDataset(manifest, tmp_path / "shards", "train", AugmentConfig(), seed=0)
+            return ShardDataset(manifest, tmp_path / "shards", "train", AugmentParams(), seed=0)
 
         augmented = dataset()
         augmented.set_epoch(0)

@@ -20,12 +20,12 @@ from PIL import Image
 
 from liveness.data.curate import CurationSettings, process_chunk
 from liveness.data.decode import CONVERSIONS
-from liveness.data.quality import QualityThresholds
+from liveness.config import QualityParams
 from liveness.data.records import SourceRecord
-from liveness.registry.predictor import PREDICTION_REASONS, Prediction, Predictor
+from liveness.bundle import PREDICTION_REASONS, Prediction, Predictor
 from tests.fixtures.bad_images import astronaut
 from tests.fixtures.image_strategies import ImageFile, image_files
-from tests.unit.registry.test_predictor import make_model_dir
+from tests.fixtures.bundles import make_model_dir
 
 pytestmark = pytest.mark.slow
 
@@ -114,7 +114,7 @@ def test_pyfunc_model_gives_every_input_its_own_row(bundle, images):
 def client(bundle):
     from liveness.serve.app import create_app
     from liveness.serve.settings import ServeSettings
-    from tests.unit.serve.conftest import started
+    from tests.fixtures.serving import started
 
     with started(create_app(ServeSettings(model=str(bundle), max_pixels=SMALL["max_pixels"]))) as test_client:
         yield test_client
@@ -142,7 +142,7 @@ def test_serve_answers_every_image_with_a_200_or_a_4xx(client, images):
     assert results[-1]["status"] == 200 and results[-1]["result"]["faces"] == 1
 
 
-LIVE = CurationSettings(kind="live", crop_size=32, thresholds=QualityThresholds(), max_pixels=SMALL["max_pixels"])
+LIVE = CurationSettings(kind="live", crop_size=32, thresholds=QualityParams(), max_pixels=SMALL["max_pixels"])
 SPOOF = CurationSettings(kind="spoof", crop_size=32, max_pixels=SMALL["max_pixels"])
 
 

@@ -18,7 +18,7 @@ from pipeline.stage_deps import (
     module_file,
     rewrite_deps,
 )
-from tests.conftest import PROJECT_ROOT
+from tests.fixtures.paths import PROJECT_ROOT
 
 
 def _tree(root: Path, files: dict[str, str]) -> Path:
@@ -142,12 +142,12 @@ class TestThisRepository:
         assert not drifted, (f"dvc.yaml deps drifted from the import graph: {drifted}; "
                              f"run `python -m pipeline.stage_deps --write`")
 
-    def test_train_reaches_augment_in_two_imports(self):
+    def test_train_reaches_shards_in_two_imports(self):
         """The module the e2e edit test changes: not imported by pipeline/train.py itself, but by a module it imports."""
         direct = imported_names((PROJECT_ROOT / "pipeline/train.py").read_text(), "pipeline.train", False)
-        assert "liveness.data.augment" not in direct and "liveness.train.stage" in direct
+        assert "liveness.data.shards" not in direct and "liveness.train.stage" in direct
         stage = imported_names((PROJECT_ROOT / "src/liveness/train/stage.py").read_text(), "liveness.train.stage", False)
-        assert "liveness.data.augment" in stage
+        assert "liveness.data.shards" in stage
 
     def test_folder_deps_hash_the_code_not_pythons_bytecode_caches(self):
         """A folder dep's hash in dvc.lock must not change when Python writes __pycache__ into it (it did: a fresh

@@ -7,31 +7,12 @@ sees exactly the same images.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from liveness.config import AugmentParams
 
 # ITU-R BT.601 luma weights, the grey that saturation jitter moves towards or away from.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Flip probability and maximum relative jitter of brightness, contrast and saturation (0 turns one off)."""
-
-    hflip_probability: float = 0.5
-    brightness: float = 0.1
-    contrast: float = 0.1
-    saturation: float = 0.1
-    enabled: bool = True
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.hflip_probability <= 1.0:
-            raise ValueError(f"hflip_probability {self.hflip_probability!r} must lie in [0, 1]")
-        for name in ("brightness", "contrast", "saturation"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} jitter {value!r} must lie in [0, 1): it is a maximum relative change")
 
 
 def epoch_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -39,7 +20,7 @@ def epoch_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, index])
 
 
-def augment_crop(crop: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+def augment_crop(crop: np.ndarray, config: AugmentParams, rng: np.random.Generator) -> np.ndarray:
     """A flipped and colour-jittered copy of ``crop`` (uint8 (H, W, 3)); ``crop`` itself when disabled.
 
     All four random numbers are drawn every time, in a fixed order, so changing one setting does not shift the

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from liveness.config import DEFAULT_MAX_PIXELS, QualityParams
 from liveness.data.decode import ImageRejected, load_image
 from liveness.data.faces import DetectionFailed, Face, FaceDetector, align_and_crop, box_overlap, choose_face, choose_hinted_face
 from liveness.data.quality import (
     BLUR_WORKING_SIDE_PX,
     NearDuplicateIndex,
-    QualityThresholds,
     measure_quality,
     perceptual_hash,
     quality_reasons,
@@ -47,12 +47,12 @@ class CurationSettings:
     dominance: float = 2.0
     database_hint: bool = True
     video_frames: int = 5
-    max_pixels: int = 40_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
     detector_device: str = "cpu"
     min_face_size: int = 20
     detect_max_side: int = 304  # DetectionParams.max_side; stage.py passes the params value
     torch_threads: int = 1
-    thresholds: QualityThresholds | None = None  # None: no quality filter (spoof sets)
+    thresholds: QualityParams | None = None  # None: no quality filter (spoof sets)
 
 
 @dataclass

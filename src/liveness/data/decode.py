@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-DEFAULT_MAX_PIXELS = 40_000_000
+from liveness.config import DEFAULT_MAX_PIXELS
+
 # Formats Pillow can identify but not decode here (they need Ghostscript or a Windows handler).
 UNDECODABLE_FORMATS = frozenset({"EPS", "WMF", "EMF", "PDF"})
 # Camera JPEGs with a multi-picture index (secondary views, HDR gain maps) open as MPO; we keep the primary image.

@@ -1,7 +1,7 @@
 """Quality metrics for curating live faces: pure functions on arrays, thresholds passed in.
 
 ``measure_quality`` turns one detected face into named numbers; ``quality_reasons`` compares them with
-``QualityThresholds`` and returns every failed check as a stable code (empty list: accepted). Near-duplicate
+the thresholds (``liveness.config.QualityParams``, params.yaml ``curate.quality``) and returns every failed check as a stable code (empty list: accepted). Near-duplicate
 detection uses a 64-bit DCT perceptual hash and multi-index hashing so it scales to ~100k images.
 
 Landmarks are 5 (x, y) points in source-image pixels, in the ``SourceRecord`` order: left eye, right eye, nose,
@@ -13,11 +13,12 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from numpy.typing import ArrayLike
+
+from liveness.config import QualityParams
 
 BLUR_WORKING_SIDE_PX = 112
 """Short side the face crop is resized to before measuring blur, so the metric does not depend on resolution."""
@@ -29,39 +30,6 @@ CLIP_LOW, CLIP_HIGH = 5, 250
 """Luminance at or below / at or above which a pixel counts as clipped."""
 
 HASH_BITS = 64
-
-
-@dataclass(frozen=True)
-class QualityThresholds:
-    """Limits a live face must meet to enter the training set."""
-
-    min_detection_probability: float = 0.95
-    """Detector confidence; lower usually means a partial, occluded or non-face crop."""
-    min_inter_eye_px: float = 20.0
-    """Distance between the eye centres in source pixels; below this the eye region has too little detail."""
-    min_face_px: float = 48.0
-    """Short side of the detection box in source pixels."""
-    min_blur_laplacian_var: float = 40.0
-    """Variance of the Laplacian of the face, measured at ``BLUR_WORKING_SIDE_PX`` on the short side."""
-    luminance_range: tuple[float, float] = (40.0, 220.0)
-    """Allowed mean luminance (0-255) of the face region: below is too dark, above too bright."""
-    max_clipped_fraction: float = 0.2
-    """Largest share of face pixels with luminance <= 5 or >= 250 (crushed shadows, blown highlights)."""
-    max_abs_yaw_deg: float = 35.0
-    """Largest head turn left/right, as estimated from the landmarks (approximate)."""
-    max_abs_roll_deg: float = 25.0
-    """Largest in-plane tilt of the eye line."""
-    min_source_side_px: float = 64.0
-    """Short side of the whole source image; smaller images are thumbnails."""
-    near_duplicate_max_hamming: int = 4
-    """pHash Hamming distance (of 64 bits) at or below which two images count as near-duplicates."""
-
-    def __post_init__(self) -> None:
-        low, high = self.luminance_range
-        if not low < high:
-            raise ValueError(f"luminance_range must be (low, high) with low < high, got {self.luminance_range}")
-        if not 0 <= self.near_duplicate_max_hamming < HASH_BITS:
-            raise ValueError(f"near_duplicate_max_hamming must be in 0..63, got {self.near_duplicate_max_hamming}")
 
 
 QUALITY_REASONS: dict[str, str] = {
@@ -79,7 +47,7 @@ QUALITY_REASONS: dict[str, str] = {
 }
 
 # (code, metric, passes). Written as "passes" so a NaN metric fails its check instead of slipping through.
-_CHECKS: tuple[tuple[str, str, Callable[[float, QualityThresholds], bool]], ...] = (
+_CHECKS: tuple[tuple[str, str, Callable[[float, QualityParams], bool]], ...] = (
     ("low_detection_probability", "detection_probability", lambda v, t: v >= t.min_detection_probability),
     ("face_count_not_one", "face_count", lambda v, t: v == 1),
     ("small_face", "face_px", lambda v, t: v >= t.min_face_px),
@@ -214,7 +182,7 @@ def measure_quality(
     }
 
 
-def quality_reasons(metrics: dict[str, float], thresholds: QualityThresholds) -> list[str]:
+def quality_reasons(metrics: dict[str, float], thresholds: QualityParams) -> list[str]:
     """Every failed check as a ``QUALITY_REASONS`` code, in a fixed order; empty means accepted."""
     missing = {metric for _, metric, _ in _CHECKS} - metrics.keys()
     if missing:

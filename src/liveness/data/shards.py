@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset
 
-from liveness.data.augment import AugmentConfig, augment_crop, epoch_rng
+from liveness.config import AugmentParams
+from liveness.data.augment import augment_crop, epoch_rng
 from liveness.io import atomic_write, atomic_write_bytes
 
 SHARD_PATTERN = "shard-{index:05d}.npy"
@@ -206,7 +207,7 @@ class ShardDataset(Dataset):
     """
 
     def __init__(self, manifest: Path | pd.DataFrame, shards_dir: Path, split: str | None = None,
-                 augment: AugmentConfig | None = None, seed: int = 0) -> None:
+                 augment: AugmentParams | None = None, seed: int = 0) -> None:
         frame = validate_manifest(manifest) if isinstance(manifest, pd.DataFrame) else read_manifest(manifest)
         if split is not None and split not in set(frame["split"]):
             raise ValueError(f"split {split!r} is not in the manifest, which has {sorted(set(frame['split']))}")

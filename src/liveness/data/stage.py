@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from liveness.config import CurateParams, Params, SpoofParams
@@ -23,21 +22,19 @@ from liveness.data.curate import (
     map_in_order,
     process_pool_mapper,
 )
-from liveness.data.quality import QualityThresholds
 from liveness.data.records import SourceRecord
 from liveness.data.report import write_curation_report
 from liveness.data.sources import iter_records
+from liveness.runtime import resolve_device
 
 LIVE_KIND, SPOOF_KIND = "live", "spoof"
 
 
 def settings_for(section: CurateParams | SpoofParams, kind: str) -> CurationSettings:
-    device = section.detection.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(section.detection.device, "detection.device")
     thresholds = None
     if kind == LIVE_KIND:
-        thresholds = QualityThresholds(**section.quality.model_dump())
+        thresholds = section.quality
     return CurationSettings(
         kind=kind,
         crop_size=section.crop.size,

@@ -94,7 +94,7 @@ def run_one(params_path: Path, row: str, seed: int, out_dir: Path, epochs: int |
     import mlflow
 
     from liveness.evaluate.calibrate import calibrate
-    from liveness.registry.store import tracking_uri, use_experiment
+    from liveness.mlflow_store import tracking_uri, use_experiment
     from liveness.train.stage import training_dataset
     from liveness.train.trainer import Trainer
 

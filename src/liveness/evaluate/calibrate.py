@@ -47,7 +47,7 @@ from liveness.evaluate.thresholds import choose_threshold
 from liveness.io import atomic_write_bytes, atomic_write_json, json_safe
 from liveness.model.generator import Generator
 from liveness.model.score import ScoreStatistics
-from liveness.train.runtime import Runtime, resolve_runtime
+from liveness.runtime import Runtime, resolve_runtime
 
 CONFIDENCE = 0.95
 CI_METRICS = ("max_apcer", "bpcer", "hter", "acer_non_iso", "eer", "auc", "bpcer20", "bpcer100")
@@ -64,9 +64,7 @@ BASELINE_FILE = "baseline.json"
 
 def _runtime(device: str) -> Runtime:
     """fp32 always: bf16 would round scores to ~3 digits and tie many of them around the threshold."""
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("calibrate.device is cuda but no CUDA device is visible; set calibrate.device: auto or cpu")
-    return resolve_runtime(device, "fp32")
+    return resolve_runtime(device, "fp32", key="calibrate.device")
 
 
 class _ShardFolder:

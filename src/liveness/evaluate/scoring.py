@@ -11,8 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from liveness.config import ModelParams
-from liveness.model.factory import build_generator
+from liveness.bundle.files import GENERATOR_WEIGHTS, load_generator
 from liveness.model import quality
 from liveness.model.generator import Generator
 from liveness.model.score import (
@@ -24,31 +23,10 @@ from liveness.model.score import (
     score_components,
     residual_features,
 )
-from liveness.train.runtime import Runtime, images_to_model_input
+from liveness.model.inputs import to_uint8
+from liveness.runtime import Runtime, images_to_model_input
 
-GENERATOR_WEIGHTS = "generator.pt"  # = liveness.train.trainer.GENERATOR_WEIGHTS; not imported: the trainer pulls in MLflow
-__all__ = ["GENERATOR_WEIGHTS", "SCORE_NAMES", "load_generator", "score_dataset", "fit_score_statistics", "decompose"]
-
-
-def load_generator(model_dir: Path, model_params: ModelParams) -> Generator:
-    """The trained generator from ``model_dir/generator.pt``, built from ``model_params`` (must match training)."""
-    path = Path(model_dir) / GENERATOR_WEIGHTS
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"generator weights {path} not found; run training first (`liveness train --out {model_dir}`) "
-            f"or point calibrate.model_dir at a training output folder"
-        )
-    generator = build_generator(model_params)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    try:
-        generator.load_state_dict(state)
-    except RuntimeError as error:
-        raise ValueError(
-            f"{path} does not fit the configured network (model.profile={model_params.profile!r}, "
-            f"model.decoder_channels={model_params.decoder_channels}); set the model section the run was trained "
-            f"with: {error}"
-        ) from None
-    return generator
+__all__ = ["SCORE_NAMES", "score_dataset", "fit_score_statistics", "decompose"]
 
 
 def _as_batches(dataset: Dataset, batch_size: int) -> DataLoader:
@@ -132,8 +110,7 @@ def fit_score_statistics(generator: Generator, live: Dataset, runtime: Runtime, 
 
 def _to_unit_range(images: torch.Tensor) -> np.ndarray:
     """(N, 3, H, W) in [-1, 1] -> uint8 (N, H, W, 3)."""
-    scaled = (images.float().clamp(-1, 1) + 1) * 127.5
-    return scaled.round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return to_uint8(images).cpu().numpy()
 
 
 @torch.no_grad()

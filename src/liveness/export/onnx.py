@@ -1,4 +1,4 @@
-"""Export the scoring graph to ONNX, and score crops with onnxruntime.
+"""Export the scoring graph to ONNX (``liveness.bundle.onnx_graph`` reads the file and scores with it).
 
 The exported graph is what scoring runs: E1, both decoders, the recombination head, E2, then the bundle's
 configured score (for ``latent_bg``, the patent's Δ = mean |z_bg - z_bg'|). ``ScoringGraph`` calls the generator
@@ -22,47 +22,34 @@ can reproduce (one that leaves tensor ops, e.g. ``.item()`` or numpy) fails with
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
-import json
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import onnx
 import torch
 from torch import nn
 
-from liveness.evaluate.scoring import GENERATOR_WEIGHTS, load_generator
+from liveness.bundle.files import (GENERATOR_WEIGHTS, ONNX_FILE, file_sha256, load_generator, read_bundle_config,
+                                   write_config)
+from liveness.bundle.onnx_graph import DECISION, INPUT_NAME, OUTPUT_NAME, bundle_metadata, make_session
 from liveness.io import atomic_write_bytes
 from liveness.model import score as score_module
 from liveness.model.generator import Generator
-from liveness.registry.predictor import CONFIG_FILE, BundleConfig, write_config
 
-ONNX_FILE = "model.onnx"
-INPUT_NAME = "images"
-OUTPUT_NAME = "score"
 DEFAULT_OPSET = 18
 MIN_OPSET = 17
 DYNAMO_MIN_OPSET = 18
 PARITY_TOLERANCE = 1e-4  # max |score_onnx - score_torch|
 PARITY_BATCHES = (1, 3)  # the export's example batch is 2: these check the batch axis is really dynamic
 EXPORT_BATCH = 2
-DECISION = "spoof if score > threshold, else live"
-EXPORT_COMMAND = "liveness export onnx --model {folder}"  # how to (re)make model.onnx
 
 
 class OnnxExportError(RuntimeError):
     """The scoring graph could not be exported with parity; the message names the score and each exporter's failure."""
-
-
-def preprocessing(image_size: int) -> dict[str, Any]:
-    """How a face crop becomes the graph's input (stored as the ``preprocessing`` metadata)."""
-    return {"input": INPUT_NAME, "source": "RGB uint8 face crop (S, S, 3), see the crop and detection metadata",
-            "transform": "x / 127.5 - 1", "dtype": "float32", "range": [-1.0, 1.0], "layout": "NCHW",
-            "shape": ["N", 3, image_size, image_size]}
 
 
 class ScoringGraph(nn.Module):
@@ -87,55 +74,6 @@ class ExportResult:
     max_abs_diff: float  # max |onnx - torch| of the export-time parity check
     path: Path | None = None
 
-
-def crops_to_input(crops: np.ndarray) -> np.ndarray:
-    """uint8 (N, S, S, 3) RGB crops -> float32 (N, 3, S, S): ``x / 127.5 - 1``, as ``Predictor`` does in torch."""
-    if crops.dtype != np.uint8 or crops.ndim != 4 or crops.shape[3] != 3:
-        raise ValueError(f"expected uint8 (N, S, S, 3) crops, got {crops.dtype} {crops.shape}")
-    images = np.ascontiguousarray(crops.transpose(0, 3, 1, 2)).astype(np.float32)
-    return images / np.float32(127.5) - np.float32(1.0)
-
-
-# --- metadata ---------------------------------------------------------------------------------------------------
-
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
-
-
-def bundle_metadata(config: BundleConfig) -> dict[str, str]:
-    """What a bundle's ``config.json`` says, as ONNX ``metadata_props`` (string values)."""
-    raw = config.to_json()
-    return {"threshold": repr(float(config.threshold)), "score": config.score, "data": config.data,
-            "model": _json(raw["model"]), "crop": _json(raw["crop"]), "detection": _json(raw["detection"]),
-            "preprocessing": _json(preprocessing(config.model.image_size)), "decision": DECISION,
-            "selection": config.selection, "statistics": _json(raw.get("statistics"))}
-
-
-def config_from_metadata(metadata: dict[str, str], source: str = ONNX_FILE) -> BundleConfig:
-    """The ``BundleConfig`` embedded in an exported model's metadata."""
-    try:
-        raw = {"model": json.loads(metadata["model"]), "crop": json.loads(metadata["crop"]),
-               "detection": json.loads(metadata["detection"]), "threshold": float(metadata["threshold"]),
-               "score": metadata["score"], "data": metadata["data"], "selection": metadata.get("selection", ""),
-               "statistics": json.loads(metadata.get("statistics", "null"))}
-    except (KeyError, ValueError) as error:
-        raise ValueError(f"{source} lacks the liveness metadata ({error}); "
-                         "export it with `liveness export onnx`") from None
-    return BundleConfig.from_json(raw, source)
-
-
-def read_metadata(path: Path) -> dict[str, str]:
-    """An ONNX file's ``metadata_props`` (the weights are not loaded)."""
-    model = onnx.load(str(path), load_external_data=False)
-    return {prop.key: prop.value for prop in model.metadata_props}
-
-
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
-
-
-# --- export -------------------------------------------------------------------------------------------------
 
 def _export_dynamo(graph: ScoringGraph, example: torch.Tensor, opset: int) -> onnx.ModelProto:
     batch = torch.export.Dim("batch", min=1)
@@ -168,19 +106,6 @@ EXPORTERS: dict[str, Callable[[ScoringGraph, torch.Tensor, int], onnx.ModelProto
 
 def _opset(model: onnx.ModelProto) -> int:
     return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), -1)
-
-
-def make_session(model: onnx.ModelProto | str | Path, threads: int | None = None):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def _max_abs_diff(graph: ScoringGraph, model: onnx.ModelProto, image_size: int) -> float:
@@ -269,13 +194,6 @@ def export_scoring_graph(generator: Generator, score: str, image_size: int, opse
         "built from traceable tensor ops (no .item(), .numpy() or Python branches on tensor values)")
 
 
-def read_bundle_config(folder: Path) -> BundleConfig:
-    path = Path(folder) / CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"model config {path} not found; a bundle holds {GENERATOR_WEIGHTS} and {CONFIG_FILE}")
-    return BundleConfig.from_json(json.loads(path.read_text()), str(path))
-
-
 def export_bundle(folder: Path, out: Path | None = None, opset: int = DEFAULT_OPSET) -> ExportResult:
     """Write ``out/model.onnx`` (default ``out`` = the bundle ``folder``) from ``generator.pt`` and ``config.json``.
 
@@ -294,47 +212,3 @@ def export_bundle(folder: Path, out: Path | None = None, opset: int = DEFAULT_OP
     if out.resolve() != folder.resolve():
         write_config(out, config)
     return replace(result, path=path)
-
-
-# --- onnxruntime scoring ------------------------------------------------------------------------------------------
-
-class OnnxScorer:
-    """An exported scoring graph in an onnxruntime session (CPUExecutionProvider)."""
-
-    def __init__(self, path: Path, threads: int | None = None) -> None:
-        self.path = Path(path)
-        self.session = make_session(self.path, threads)
-        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
-        names = ([i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()])
-        if names != ([INPUT_NAME], [OUTPUT_NAME]):
-            raise ValueError(f"{path} is not a liveness scoring graph (inputs, outputs {names}); "
-                             "export it with `liveness export onnx`")
-
-    @classmethod
-    def for_bundle(cls, folder: Path, config: BundleConfig, threads: int | None = None) -> "OnnxScorer":
-        """``folder/model.onnx``, checked against the bundle's ``config.json`` (and ``generator.pt`` when present)."""
-        folder = Path(folder)
-        path = folder / ONNX_FILE
-        fix = (f"run `{EXPORT_COMMAND.format(folder=folder)}`" if (folder / GENERATOR_WEIGHTS).is_file() else
-               f"run `{EXPORT_COMMAND.format(folder='<bundle with generator.pt>')} --out {folder}`")
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found; the onnx backend needs an exported model: {fix}")
-        scorer = cls(path, threads)
-        stale = []
-        embedded = config_from_metadata(scorer.metadata, str(path)).to_json()
-        stale += [key for key, value in config.to_json().items() if embedded[key] != value]
-        weights = folder / GENERATOR_WEIGHTS
-        if weights.is_file() and scorer.metadata.get("generator_sha256") != file_sha256(weights):
-            stale.append(GENERATOR_WEIGHTS)
-        if stale:
-            raise ValueError(f"{path} is stale: it was exported with another {' and '.join(stale)} than the bundle "
-                             f"holds; {fix}")
-        return scorer
-
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        """float32 (N, 3, S, S) in [-1, 1] -> float32 scores (N,)."""
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(images, dtype=np.float32)})[0]
-
-    def score_crops(self, crops: np.ndarray) -> np.ndarray:
-        """uint8 (N, S, S, 3) RGB crops -> float32 scores (N,)."""
-        return self(crops_to_input(crops))

@@ -41,19 +41,26 @@ Deviations we chose, with reasons, are in the docstrings of ``discriminator`` (s
 and ``losses`` (non-saturating G loss).
 """
 
-from liveness.model.discriminator import Discriminator
-from liveness.model.encoder import Encoder, LatentCodes, SeparationModule
-from liveness.model.generator import Generator, GeneratorOutput
-from liveness.model.profiles import PROFILES, WidthProfile, get_profile
+from importlib import import_module
 
-__all__ = [
-    "PROFILES",
-    "Discriminator",
-    "Encoder",
-    "Generator",
-    "GeneratorOutput",
-    "LatentCodes",
-    "SeparationModule",
-    "WidthProfile",
-    "get_profile",
-]
+# Imported on first use (PEP 562), so that ``liveness.model.profiles``, a torch-free table, loads without torch:
+# liveness.config reads the profile names from it.
+_EXPORTS = {
+    "Discriminator": "liveness.model.discriminator",
+    "Encoder": "liveness.model.encoder",
+    "LatentCodes": "liveness.model.encoder",
+    "SeparationModule": "liveness.model.encoder",
+    "Generator": "liveness.model.generator",
+    "GeneratorOutput": "liveness.model.generator",
+    "PROFILES": "liveness.model.profiles",
+    "WidthProfile": "liveness.model.profiles",
+    "get_profile": "liveness.model.profiles",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'liveness.model' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)

@@ -1,20 +1,16 @@
-"""Build the networks from the params sections they own."""
+"""Build the networks from a width profile (``profiles.get_profile``); the params schema is not an argument, so
+this package stays pure torch (DESIGN §3)."""
 
 from __future__ import annotations
 
-from liveness.config import ModelParams
 from liveness.model.discriminator import Discriminator
 from liveness.model.generator import Generator
-from liveness.model.profiles import WidthProfile, get_profile
+from liveness.model.profiles import WidthProfile
 
 
-def profile_for(params: ModelParams) -> WidthProfile:
-    return get_profile(params.profile, params.decoder_channels)
+def build_generator(profile: WidthProfile) -> Generator:
+    return Generator(profile)
 
 
-def build_generator(params: ModelParams) -> Generator:
-    return Generator(profile_for(params))
-
-
-def build_discriminator(params: ModelParams) -> Discriminator:
-    return Discriminator(profile_for(params))
+def build_discriminator(profile: WidthProfile) -> Discriminator:
+    return Discriminator(profile)

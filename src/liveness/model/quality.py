@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from liveness.model.inputs import from_uint8
 from liveness.model.losses import pixel_loss
 
 PSNR_CAP_DB = 100.0  # a perfect reconstruction (MSE 0) scores this instead of infinity
@@ -97,8 +98,7 @@ def reconstruction_quality(generator: nn.Module, images_uint8: Any, batch_size: 
     references, reconstructions = [], []
     try:
         for start in range(0, crops.shape[0], batch_size):
-            batch = crops[start:start + batch_size].to(parameter.device).permute(0, 3, 1, 2).float()
-            batch = batch.div(127.5).sub(1.0)
+            batch = from_uint8(crops[start:start + batch_size].to(parameter.device))
             output = generator(batch.to(parameter.dtype), with_clear_face=False)
             references.append(batch.cpu())
             reconstructions.append(output.reconstruction.float().cpu())

@@ -14,7 +14,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from liveness.registry.predictor import Predictor
+from liveness.bundle import Predictor
 
 BUNDLE = "bundle"
 INPUT_COLUMN = "image"

@@ -21,12 +21,11 @@ import numpy as np
 import pandas as pd
 
 from liveness.config import Params, RegisterParams
-from liveness.evaluate.scoring import GENERATOR_WEIGHTS
 from liveness.io import atomic_write_json
 from liveness.registry import pyfunc_model
 from liveness.model.score import ScoreStatistics
-from liveness.registry.predictor import CONFIG_FILE, BundleConfig, write_config
-from liveness.registry.store import tracking_uri, use_experiment
+from liveness.bundle.files import CONFIG_FILE, GENERATOR_WEIGHTS, BundleConfig, write_bundle, write_config
+from liveness.mlflow_store import tracking_uri, use_experiment
 
 CONTENT_HASH_TAG = "content_hash"
 CARD_METRICS = ("auc", "eer", "hter", "max_apcer", "bpcer", "bpcer20", "bpcer100", "acer_non_iso")
@@ -288,18 +287,6 @@ def bundle_config(params: Params, metrics_path: Path) -> BundleConfig:
     return BundleConfig(params.model, params.curate.crop, params.curate.detection, float(metrics["threshold"]),
                         metrics["score"], metrics["data"], read_statistics(metrics_path, metrics),
                         (metrics.get("selection") or {}).get("reason", ""))
-
-
-def write_bundle(folder: Path, weights: Path, config: BundleConfig) -> Path:
-    """A model bundle folder (``generator.pt`` + ``config.json``) that ``Predictor`` and ``liveness predict
-    --model <folder>`` load."""
-    if not Path(weights).is_file():
-        raise FileNotFoundError(f"generator weights {weights} not found; train first")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(weights, folder / GENERATOR_WEIGHTS)
-    write_config(folder, config)
-    return folder
 
 
 def register(params: Params) -> Registration:

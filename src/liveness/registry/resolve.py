@@ -17,12 +17,11 @@ from typing import Protocol
 
 import yaml
 
-from liveness.evaluate.scoring import GENERATOR_WEIGHTS
-from liveness.registry.predictor import CONFIG_FILE
+from liveness.bundle.files import CONFIG_FILE, GENERATOR_WEIGHTS, ONNX_FILE
 
 MODELS_SCHEME = "models:/"
+DEFAULT_MODEL = "models:/liveness@champion"  # what predict and serve load unless told otherwise
 LOCAL_VERSION = "local"
-ONNX_MODEL = "model.onnx"  # written beside config.json by `liveness export onnx`
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?$")
 
 
@@ -84,7 +83,7 @@ class RegistrySource:
     def __init__(self, uri: str, tracking_uri: str | None = None) -> None:
         from mlflow import MlflowClient
 
-        from liveness.registry.store import tracking_uri as resolve_tracking_uri
+        from liveness.mlflow_store import tracking_uri as resolve_tracking_uri
 
         ref = parse_model_uri(uri)
         if ref is None:
@@ -113,7 +112,7 @@ class RegistrySource:
 class LocalSource:
     """A folder on disk; its revision is the size and modification time of the weights and config."""
 
-    WATCHED = (GENERATOR_WEIGHTS, ONNX_MODEL, CONFIG_FILE)
+    WATCHED = (GENERATOR_WEIGHTS, ONNX_FILE, CONFIG_FILE)
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         self.folder = Path(folder)

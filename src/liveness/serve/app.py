@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from liveness.data.decode import DecodedImage, ImageRejected, decode_image
-from liveness.registry.predictor import Prediction, TrainedOn
+from liveness.bundle import Prediction, TrainedOn
 from liveness.registry.resolve import ModelSource, open_source
 from liveness.serve.auth import UNAUTHORIZED_RESPONSE, bearer_guard
 from liveness.serve.limits import ServeError, Upload, check_image, read_body, rejection, uploads

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from liveness.registry.predictor import Predictor, synthetic_warning
+from liveness.bundle import Predictor, synthetic_warning
 from liveness.registry.resolve import ModelSource
 from liveness.serve.metrics import ServeMetrics
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from liveness.data.decode import DEFAULT_MAX_PIXELS
+from liveness.bundle.predictor import BACKENDS
+from liveness.config import DEFAULT_MAX_PIXELS
+from liveness.registry.resolve import DEFAULT_MODEL
 
-DEFAULT_MODEL = "models:/liveness@champion"
 DEFAULT_HOST = "127.0.0.1"  # loopback: another interface needs an API key (or --insecure), see serve/auth.py
 DEFAULT_PORT = 8000
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_BATCH = 16
 DEFAULT_TIMEOUT_S = 30.0
-BACKENDS = ("torch", "onnx")
 MAX_KEY_CHARS = 4096
 
 
@@ -39,7 +39,7 @@ class ServeSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS  # width x height from the header, checked before decoding
     max_batch: int = DEFAULT_MAX_BATCH
     timeout_s: float = DEFAULT_TIMEOUT_S  # reading the body, and separately queueing + decoding + inference
-    poll_s: float = 0.0  # seconds between checks of the model's alias; 0 = only on SIGHUP
+    poll_s: float = 30.0  # seconds between checks of the model's alias (a reload when it moved); 0 = only on SIGHUP
     worker_threads: int = 2
     backend: str = "torch"
     # None: no key asked for. repr=False so that printing or logging the settings never shows the key.

@@ -10,7 +10,6 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from liveness.config import Params
-from liveness.data.augment import AugmentConfig
 from liveness.data.memory import CropArrayDataset, load_npy_crops, make_smoke_crops
 from liveness.data.shards import ShardDataset, read_manifest
 
@@ -30,7 +29,7 @@ def training_dataset(params: Params, data: str | None = None, smoke_count: int =
     if source.suffix == ".npy":
         dataset = load_npy_crops(source)
         return dataset, f"{len(dataset)} crops from {source}"
-    augment = AugmentConfig(**params.train.augment.model_dump())
+    augment = params.train.augment
     dataset = ShardDataset(source / "manifest.parquet", source / "shards", params.train.split, augment,
                            params.base.seed)
     return dataset, f"{len(dataset)} curated crops from {source} (split {params.train.split})"

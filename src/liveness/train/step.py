@@ -15,7 +15,7 @@ from liveness.model.losses import (
     pixel_loss,
     weighted_generator_loss,
 )
-from liveness.train.runtime import Runtime
+from liveness.runtime import Runtime
 
 
 class TrainingStep:

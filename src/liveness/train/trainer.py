@@ -16,6 +16,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from liveness.bundle.files import GENERATOR_WEIGHTS
 from liveness.config import Params
 from liveness.io import atomic_write_bytes, atomic_write_json
 from liveness.model.factory import build_discriminator, build_generator
@@ -40,12 +41,11 @@ from liveness.train.metrics_logger import (
 )
 from liveness.train.progress import TrainingProgress
 from liveness.model.quality import PSNR_CAP_DB, reconstruction_quality
-from liveness.train.runtime import Runtime, images_to_model_input, resolve_runtime
+from liveness.runtime import Runtime, images_to_model_input, resolve_runtime
 from liveness.train.schedule import LossSchedule, warmup_cosine_scheduler
 from liveness.train.step import TrainingStep
 
 CHECKPOINT_NAME = "last.pt"
-GENERATOR_WEIGHTS = "generator.pt"
 METRICS_LOG = "metrics.jsonl"
 
 
@@ -251,8 +251,8 @@ class Trainer:
         steps_per_epoch = len(sampler) // per_rank_batch
         total_steps = steps_per_epoch * train.epochs
 
-        generator = build_generator(params.model).to(runtime.device, memory_format=runtime.memory_format)
-        discriminator = build_discriminator(params.model).to(runtime.device, memory_format=runtime.memory_format)
+        generator = build_generator(params.model.width_profile()).to(runtime.device, memory_format=runtime.memory_format)
+        discriminator = build_discriminator(params.model.width_profile()).to(runtime.device, memory_format=runtime.memory_format)
         identity = self.identity.to(runtime.device) if self.identity is not None else None
         fused = runtime.device.type == "cuda"
         optimizer_g = torch.optim.Adam(generator.parameters(), lr=train.lr, betas=train.betas, fused=fused)

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from liveness.config import DetectionParams, QualityParams, load_params
 from liveness.data.faces import FaceDetector, smallest_face_px
-from tests.conftest import PROJECT_ROOT
+from tests.fixtures.paths import PROJECT_ROOT
 
 
 def test_face_detector_defaults_agree():

@@ -1,7 +1,7 @@
 import pytest
 
 from liveness.config import ConfigError, load_params, parse_params
-from tests.conftest import PROJECT_ROOT
+from tests.fixtures.paths import PROJECT_ROOT
 
 
 class TestLoadParams:

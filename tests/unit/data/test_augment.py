@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from liveness.data.augment import AugmentConfig, augment_crop, epoch_rng
+from liveness.config import AugmentParams
+from liveness.data.augment import augment_crop, epoch_rng
 
 
 @pytest.fixture
@@ -12,44 +13,44 @@ def crop():
 
 
 def test_deterministic_per_seed_epoch_index(crop):
-    config = AugmentConfig()
+    config = AugmentParams()
     first = augment_crop(crop, config, epoch_rng(1, 2, 3))
     assert np.array_equal(first, augment_crop(crop, config, epoch_rng(1, 2, 3)))
     assert first.dtype == np.uint8 and first.shape == crop.shape and first.flags.c_contiguous
 
 
 def test_differs_across_epochs_and_indices(crop):
-    config = AugmentConfig()
+    config = AugmentParams()
     by_epoch = {augment_crop(crop, config, epoch_rng(0, epoch, 5)).tobytes() for epoch in range(4)}
     by_index = {augment_crop(crop, config, epoch_rng(0, 0, index)).tobytes() for index in range(4)}
     assert len(by_epoch) > 1 and len(by_index) > 1
 
 
 def test_disabled_is_identity(crop):
-    out = augment_crop(crop, AugmentConfig(enabled=False), epoch_rng(0, 0, 0))
+    out = augment_crop(crop, AugmentParams(enabled=False), epoch_rng(0, 0, 0))
     assert np.array_equal(out, crop)
 
 
 def test_flip_flips_and_zero_jitter_keeps_values(crop):
-    config = AugmentConfig(hflip_probability=1.0, brightness=0.0, contrast=0.0, saturation=0.0)
+    config = AugmentParams(hflip_probability=1.0, brightness=0.0, contrast=0.0, saturation=0.0)
     assert np.array_equal(augment_crop(crop, config, epoch_rng(0, 0, 0)), crop[:, ::-1])
-    never = AugmentConfig(hflip_probability=0.0, brightness=0.0, contrast=0.0, saturation=0.0)
+    never = AugmentParams(hflip_probability=0.0, brightness=0.0, contrast=0.0, saturation=0.0)
     assert np.array_equal(augment_crop(crop, never, epoch_rng(0, 0, 0)), crop)
 
 
 def test_jitter_is_small_and_clipped(crop):
-    config = AugmentConfig(hflip_probability=0.0, brightness=0.1, contrast=0.0, saturation=0.0)
+    config = AugmentParams(hflip_probability=0.0, brightness=0.1, contrast=0.0, saturation=0.0)
     out = augment_crop(crop, config, epoch_rng(0, 0, 0)).astype(int)
     assert np.abs(out - crop.astype(int)).max() <= 26
     white = np.full((4, 4, 3), 255, dtype=np.uint8)
-    bright = AugmentConfig(brightness=0.5, hflip_probability=0.0)
+    bright = AugmentParams(brightness=0.5, hflip_probability=0.0)
     assert all(augment_crop(white, bright, epoch_rng(0, 0, i)).min() >= 127 for i in range(8))  # no wrap-around
 
 
 def test_bad_inputs_rejected(crop):
     with pytest.raises(ValueError, match="hflip_probability"):
-        AugmentConfig(hflip_probability=1.5)
+        AugmentParams(hflip_probability=1.5)
     with pytest.raises(ValueError, match="brightness"):
-        AugmentConfig(brightness=-0.1)
+        AugmentParams(brightness=-0.1)
     with pytest.raises(ValueError, match="uint8"):
-        augment_crop(crop.astype(np.float32), AugmentConfig(), epoch_rng(0, 0, 0))
+        augment_crop(crop.astype(np.float32), AugmentParams(), epoch_rng(0, 0, 0))

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import math
 
 import cv2
 import numpy as np
+import pydantic
 import pytest
 from PIL import Image
 from skimage import data as skdata
 
+from liveness.config import QualityParams
 from liveness.data.quality import (
     QUALITY_REASONS,
     NearDuplicateIndex,
-    QualityThresholds,
     exposure,
     find_near_duplicates,
     hamming,
@@ -176,18 +176,18 @@ def test_measure_quality_of_astronaut_is_accepted():
     }
     assert all(isinstance(value, float) for value in metrics.values())
     assert metrics["face_px"] == 92.0 and metrics["source_min_side_px"] == 512.0
-    assert quality_reasons(metrics, QualityThresholds()) == []
+    assert quality_reasons(metrics, QualityParams()) == []
 
 
 def test_missing_landmarks_fail_the_landmark_checks():
     metrics = _measure_astronaut(landmarks=None)
     assert all(math.isnan(metrics[key]) for key in ("inter_eye_px", "yaw_deg", "roll_deg"))
-    assert quality_reasons(metrics, QualityThresholds()) == ["small_inter_eye", "pose_yaw", "pose_roll"]
+    assert quality_reasons(metrics, QualityParams()) == ["small_inter_eye", "pose_yaw", "pose_roll"]
 
 
 def test_blurred_face_is_flagged_blurry():
     blurred = cv2.GaussianBlur(_face(astronaut()), (0, 0), 3)
-    assert quality_reasons(_measure_astronaut(face_rgb=blurred), QualityThresholds()) == ["blurry"]
+    assert quality_reasons(_measure_astronaut(face_rgb=blurred), QualityParams()) == ["blurry"]
 
 
 PASSING = {
@@ -221,12 +221,12 @@ FAILING = [
 
 
 def test_passing_metrics_have_no_reasons():
-    assert quality_reasons(PASSING, QualityThresholds()) == []
+    assert quality_reasons(PASSING, QualityParams()) == []
 
 
 @pytest.mark.parametrize(("metric", "value", "code"), FAILING)
 def test_each_threshold_triggers_its_own_code(metric, value, code):
-    assert quality_reasons(PASSING | {metric: value}, QualityThresholds()) == [code]
+    assert quality_reasons(PASSING | {metric: value}, QualityParams()) == [code]
 
 
 def test_every_quality_reason_is_tested_and_described():
@@ -235,19 +235,19 @@ def test_every_quality_reason_is_tested_and_described():
 
 def test_all_failures_are_reported_together():
     metrics = PASSING | {"face_count": 3.0, "mean_luminance": 10.0, "roll_deg": 90.0}
-    assert quality_reasons(metrics, QualityThresholds()) == ["face_count_not_one", "too_dark", "pose_roll"]
+    assert quality_reasons(metrics, QualityParams()) == ["face_count_not_one", "too_dark", "pose_roll"]
 
 
 def test_quality_reasons_names_missing_metrics():
     with pytest.raises(KeyError, match="blur_laplacian_var"):
-        quality_reasons({k: v for k, v in PASSING.items() if k != "blur_laplacian_var"}, QualityThresholds())
+        quality_reasons({k: v for k, v in PASSING.items() if k != "blur_laplacian_var"}, QualityParams())
 
 
 def test_thresholds_are_frozen_and_validated():
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        QualityThresholds().min_face_px = 1  # type: ignore[misc]
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
+        QualityParams().min_face_px = 1  # type: ignore[misc]
     with pytest.raises(ValueError, match="luminance_range"):
-        QualityThresholds(luminance_range=(200.0, 100.0))
+        QualityParams(luminance_range=(200.0, 100.0))
 
 
 def _brute_force(hashes, max_hamming):

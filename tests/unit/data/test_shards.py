@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from liveness.data.augment import AugmentConfig
+from liveness.config import AugmentParams
 from liveness.data.shards import (
     MANIFEST_COLUMNS,
     ShardDataset,
@@ -144,7 +144,7 @@ def test_manifest_validation_errors(tmp_path):
 def test_dataloader_workers_match_single_process(tmp_path):
     _curate(tmp_path, _crops(12))
     dataset = ShardDataset(tmp_path / "manifest.parquet", tmp_path / "shards", split=None,
-                           augment=AugmentConfig(), seed=5)
+                           augment=AugmentParams(), seed=5)
     dataset[0]  # opens a map in this process; pickling must not carry it
     assert pickle.loads(pickle.dumps(dataset))._maps == {}
     dataset.set_epoch(3)

@@ -4,10 +4,11 @@ import torch
 
 from liveness.config import ModelParams
 from liveness.data.memory import CropArrayDataset, make_smoke_crops
-from liveness.evaluate.scoring import SCORE_NAMES, decompose, fit_score_statistics, load_generator, score_dataset
+from liveness.bundle import load_generator
+from liveness.evaluate.scoring import SCORE_NAMES, decompose, fit_score_statistics, score_dataset
 from liveness.model.factory import build_generator
 from liveness.model.score import BASE_SCORES, score_components
-from liveness.train.runtime import images_to_model_input, resolve_runtime
+from liveness.runtime import images_to_model_input, resolve_runtime
 
 TINY = ModelParams(profile="tiny", image_size=32)
 CPU = resolve_runtime("cpu", "fp32")
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def generator():
     torch.manual_seed(0)
-    return build_generator(TINY)
+    return build_generator(TINY.width_profile())
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ class TestScoreDataset:
             assert np.ptp(batched[name]) > 0, "items must differ, or order would not be tested"
 
     def test_restores_training_mode(self, dataset):
-        generator = build_generator(TINY).train()
+        generator = build_generator(TINY.width_profile()).train()
         score_dataset(generator, dataset, CPU, batch_size=4)
         assert generator.training
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from liveness.config import SCORE_CHOICES, parse_params
+from liveness.config import CalibrateParams, parse_params
 from liveness.evaluate.calibrate import select_score
 from liveness.model.score import SCORE_NAMES
 
@@ -26,8 +26,12 @@ TABLE = {
 }
 
 
-def test_config_and_model_name_the_same_scores():
-    assert tuple(SCORE_CHOICES) == SCORE_NAMES
+def test_params_accept_exactly_the_scores_the_model_computes():
+    assert CalibrateParams().candidates == list(SCORE_NAMES)
+    for name in SCORE_NAMES:
+        assert _settings(score=name).score == name
+    with pytest.raises(Exception, match="score"):
+        _settings(score="not_a_score")
 
 
 def test_fixed_score_is_kept_whatever_the_table_says():

@@ -11,7 +11,7 @@ from liveness.config import ModelParams, load_params
 from liveness.model.discriminator import Discriminator
 from liveness.model.generator import Generator
 from liveness.model.profiles import DEPLOY, PATENT, POOL, PROFILES, UPSAMPLE, WidthProfile, scaled
-from tests.conftest import PROJECT_ROOT
+from tests.fixtures.paths import PROJECT_ROOT
 
 DEPLOY_GFLOP_MAX = 0.5  # the budget per face
 SPEEDUP_MIN = 8.0  # the latency target; FLOPs must at least allow it

@@ -22,7 +22,7 @@ from liveness.model.identity import (
     build_identity_network,
     dlib_resnet_package_path,
 )
-from tests.conftest import PROJECT_ROOT
+from tests.fixtures.paths import PROJECT_ROOT
 
 WEIGHTS = dlib_resnet_package_path()
 pytestmark = pytest.mark.skipif(WEIGHTS is None or not WEIGHTS.is_file(),

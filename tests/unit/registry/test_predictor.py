@@ -5,41 +5,13 @@ from __future__ import annotations
 import io
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from liveness.config import CropParams, DetectionParams, ModelParams
-from liveness.model.factory import build_generator
-from liveness.registry.predictor import BundleConfig, Predictor, write_config
-
-TINY = ModelParams(profile="tiny", image_size=32)
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def astronaut() -> np.ndarray:
-    from skimage.data import astronaut as load
-
-    return load()
-
-
-def make_model_dir(folder: Path, threshold: float = 0.5, seed: int = 0, data: str = "synthetic") -> Path:
-    """A training output folder with a random tiny ``generator.pt``, plus the bundle's ``config.json``; ``data``
-    is what the bundle says it was trained on ("synthetic" or "real")."""
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    torch.save(build_generator(TINY).state_dict(), folder / "generator.pt")
-    config = BundleConfig(TINY, CropParams(size=32), DetectionParams(device="cpu"), threshold, "latent_bg", data)
-    write_config(folder, config)
-    return folder
+from liveness.bundle import Predictor
+from tests.fixtures.bundles import astronaut, make_model_dir, png_bytes
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +84,7 @@ def test_config_without_a_known_data_kind_is_refused(tmp_path):
 
 
 def test_synthetic_warning_names_the_model_and_version():
-    from liveness.registry.predictor import synthetic_warning
+    from liveness.bundle import synthetic_warning
 
     assert synthetic_warning("liveness", "3") == ("model liveness v3 was trained on SYNTHETIC data; its scores say "
                                                    "nothing about real faces")

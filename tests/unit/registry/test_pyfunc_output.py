@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.unit.registry.test_predictor import astronaut, make_model_dir, png_bytes
+from tests.fixtures.bundles import astronaut, make_model_dir, png_bytes
 
 
 @pytest.mark.parametrize("data", ["synthetic", "real"])

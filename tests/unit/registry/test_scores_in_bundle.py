@@ -10,9 +10,9 @@ import torch
 from liveness.config import CropParams, DetectionParams
 from liveness.model.factory import build_generator
 from liveness.model.score import ScoreStatistics
-from liveness.registry.predictor import BundleConfig, Predictor, write_config
+from liveness.bundle import BundleConfig, Predictor, write_config
 from liveness.registry.register import model_card, read_statistics
-from tests.unit.registry.test_predictor import TINY, astronaut, png_bytes
+from tests.fixtures.bundles import TINY, astronaut, png_bytes
 
 STATISTICS = ScoreStatistics(tuple([0.5] * 8), {"pixel": 0.3, "latent_bg_std": 1.0},
                              {"pixel": 0.1, "latent_bg_std": 0.5}, ("pixel", "latent_bg_std"), 10)
@@ -26,7 +26,7 @@ def _config(score: str, statistics: ScoreStatistics | None = STATISTICS) -> Bund
 def _bundle(folder, config):
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    torch.save(build_generator(TINY).state_dict(), folder / "generator.pt")
+    torch.save(build_generator(TINY.width_profile()).state_dict(), folder / "generator.pt")
     write_config(folder, config)
     return folder
 

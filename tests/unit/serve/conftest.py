@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import io
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
-from PIL import Image
 
 from liveness.serve.app import create_app
 from liveness.serve.settings import ServeSettings
 from tests.fixtures.bad_images import astronaut
-from tests.unit.registry.test_predictor import make_model_dir
-
-
-def jpeg(image, quality: int = 90) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, "JPEG", quality=quality)
-    return buffer.getvalue()
+from tests.fixtures.bundles import make_model_dir
+from tests.fixtures.serving import jpeg, started
 
 
 @pytest.fixture(scope="session")
@@ -32,23 +21,6 @@ def face_jpeg() -> bytes:
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
     return make_model_dir(tmp_path_factory.mktemp("bundle") / "tiny")
-
-
-@contextmanager
-def started(app, timeout: float = 120.0) -> Iterator[TestClient]:
-    """A TestClient whose app has loaded its model (the lifespan loads it in the background)."""
-    with TestClient(app) as client:
-        assert app.state.holder.wait_ready(timeout), app.state.holder.last_error
-        yield client
-
-
-def wait_for(condition, timeout: float = 60.0, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 @pytest.fixture(scope="module")

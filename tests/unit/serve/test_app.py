@@ -7,7 +7,7 @@ import pytest
 
 from liveness.serve.limits import STATUS_BY_REASON, UNSUPPORTED_MEDIA
 from tests.fixtures.bad_images import CONVERTED, PATH_ONLY_REASONS, astronaut, write_bad_image_corpus
-from tests.unit.serve.conftest import jpeg
+from tests.fixtures.serving import jpeg
 
 pytestmark = pytest.mark.slow  # the module's app loads MTCNN and a generator once (a few seconds on 2 cores)
 

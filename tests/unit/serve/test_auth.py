@@ -13,8 +13,8 @@ from liveness.serve.app import create_app
 from liveness.serve.auth import ApiKeyError, ExposedWithoutKey, check_bind, is_loopback, read_key_file, resolve_api_key
 from liveness.serve.settings import ServeSettings
 from tests.fixtures.bad_images import astronaut
-from tests.unit.serve.conftest import jpeg, started
-from tests.unit.serve.test_limits import FakePredictor, FakeSource
+from tests.fixtures.serving import jpeg, started
+from tests.fixtures.serving import FakePredictor, FakeSource
 
 KEY = "s3cr3t-key-0123456789abcdef"
 IMAGE = jpeg(astronaut()[:16, :16])

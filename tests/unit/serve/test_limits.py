@@ -10,44 +10,13 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from liveness.data.decode import DEFAULT_MAX_PIXELS
-from liveness.registry.predictor import Prediction
 from liveness.serve import app as app_module
 from liveness.serve import model as model_module
 from liveness.serve.app import create_app
 from liveness.serve.model import predictor_factory
 from liveness.serve.settings import ServeSettings
 from tests.fixtures.bad_images import astronaut, handmade_png
-from tests.unit.serve.conftest import jpeg, started
-
-
-class FakeSource:
-    """A model source that needs no files: the tests below are about the server, not the model."""
-
-    uri, name = "fake://model", "fake"
-
-    def __init__(self) -> None:
-        self.rev = "1"
-
-    def revision(self) -> str:
-        return self.rev
-
-    def version(self, revision: str) -> str:
-        return revision
-
-    def fetch(self, revision, workdir):
-        return workdir
-
-
-class FakePredictor:
-    threshold = 0.5
-    trained_on = "synthetic"
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-
-    def predict(self, images):
-        time.sleep(self.delay)
-        return [Prediction(True, [0.0, 0.0, 1.0, 1.0], 0.1, 0.5, "live", "", self.trained_on) for _ in images]
+from tests.fixtures.serving import FakePredictor, FakeSource, jpeg, started
 
 
 def fake_app(delay: float = 0.0, **settings):

@@ -11,11 +11,11 @@ from mlflow import MlflowClient
 from liveness.registry.resolve import LocalSource, ModelRef, bundle_folder, parse_model_uri
 from liveness.serve.app import create_app
 from liveness.serve.settings import ServeSettings
-from tests.conftest import tiny_params
-from tests.integration.test_registry import write_metrics
-from tests.unit.registry.test_predictor import make_model_dir
-from tests.unit.serve.conftest import started, wait_for
-from tests.unit.serve.test_limits import FakePredictor, FakeSource
+from tests.fixtures.params import tiny_params
+from tests.fixtures.registry import write_metrics
+from tests.fixtures.bundles import make_model_dir
+from tests.fixtures.serving import started, wait_for
+from tests.fixtures.serving import FakePredictor, FakeSource
 
 
 def score(client, image: bytes) -> tuple[float, str]:

@@ -9,8 +9,8 @@ import pytest
 from liveness.serve.app import create_app
 from liveness.serve.settings import ServeSettings
 from tests.fixtures.bad_images import astronaut
-from tests.unit.serve.conftest import jpeg, started
-from tests.unit.serve.test_limits import FakePredictor, FakeSource
+from tests.fixtures.serving import jpeg, started
+from tests.fixtures.serving import FakePredictor, FakeSource
 
 
 class RealPredictor(FakePredictor):

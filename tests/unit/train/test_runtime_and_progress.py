@@ -5,7 +5,7 @@ import torch
 from rich.console import Console
 
 from liveness.train.progress import TrainingProgress
-from liveness.train.runtime import images_to_model_input, resolve_runtime
+from liveness.runtime import images_to_model_input, resolve_runtime
 
 
 class TestRuntime:

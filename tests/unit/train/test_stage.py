@@ -7,7 +7,7 @@ import pytest
 from liveness.data.memory import make_smoke_crops
 from liveness.data.shards import ShardWriter, write_manifest
 from liveness.train.stage import SMOKE, validation_crops
-from tests.conftest import tiny_params
+from tests.fixtures.params import tiny_params
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from liveness.model.generator import Generator
 from liveness.model.identity import build_onet
 from liveness.model.losses import LossWeights
 from liveness.model.profiles import PROFILES
-from liveness.train.runtime import resolve_runtime
+from liveness.runtime import resolve_runtime
 from liveness.train.step import TrainingStep
 
 # Parameters that by design get no gradient from the G loss, per identity choice.

@@ -10,7 +10,7 @@ import torch
 from liveness.data.memory import make_smoke_crops
 from liveness.train.schedule import lr_factor
 from liveness.train.trainer import Trainer
-from tests.conftest import tiny_params
+from tests.fixtures.params import tiny_params
 
 # 24 crops, batch 4: 6 steps per epoch, 2 epochs = 12 steps (0..11).
 SCHEDULED = {"epochs": 2, "lr": 1e-3, "warmup_steps": 3, "adversarial_start_step": 4, "d_every": 3,
@@ -58,8 +58,8 @@ def _initial_d():
 
     torch.manual_seed(tiny_params().base.seed)
     params = tiny_params().model
-    build_generator(params)  # the trainer builds G first, from the same seed
-    return build_discriminator(params)
+    build_generator(params.width_profile())  # the trainer builds G first, from the same seed
+    return build_discriminator(params.width_profile())
 
 
 class TestLearningRate:

@@ -14,7 +14,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", 
 # (not_an_image, animated) rather than skipping in silence.
 FOLDER_IMAGE_EXTENSIONS = IMAGE_EXTENSIONS | {".heic", ".heif", ".avif", ".jp2", ".jxl", ".svg", ".psd", ".eps", ".ps",
                                               ".pdf", ".wmf", ".emf", ".dng", ".cr2", ".nef", ".arw"}
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})  # what OpenCV opens
 
 
 class SourceError(ValueError):

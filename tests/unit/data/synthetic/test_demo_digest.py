@@ -2,7 +2,7 @@
 
 ``tests/fixtures/demo_digest.json`` holds the digest (``writer.tree_digest``) of the default demo set (the
 params.yaml ``demo`` section) and of a small set with every attack species. After a deliberate change to the
-bytes (bump ``GENERATOR_VERSION``), rewrite it with ``python -m tests.unit.data.synthetic.test_demo_digest``.
+bytes (bump ``GENERATOR_VERSION``), rewrite it with ``python -m tests.fixtures.demo_digest``.
 """
 
 from __future__ import annotations
@@ -11,31 +11,15 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from liveness.config import load_params
-from liveness.data.synthetic.writer import GENERATOR_VERSION, generate_demo_dataset, tree_digest
-from tests.conftest import PROJECT_ROOT
+from liveness.data.synthetic.writer import GENERATOR_VERSION
+from tests.fixtures.demo_digest import DIGESTS, REGENERATE, SMALL, default_params, digest_of
+from tests.fixtures.paths import PROJECT_ROOT
 
-DIGESTS = PROJECT_ROOT / "tests" / "fixtures" / "demo_digest.json"
-SMALL = {"seed": 0, "identities_live": 4, "images_per_identity": 2, "identities_spoof": 2,
-         "live_per_spoof_subject": 2, "attacks_per_species": 2, "size": 160}
 # Every CPU-dispatched path of NumPy, OpenCV and libjpeg-turbo off: what a processor with fewer features runs.
 OPENCV_DISPATCH = "SSE4.1,SSE4.2,POPCNT,FP16,AVX,AVX2,FMA3,AVX512-SKX"
-REGENERATE = "python -m tests.unit.data.synthetic.test_demo_digest"
-
-
-def default_params() -> dict:
-    """The generation params ``dvc repro`` uses: params.yaml's ``base.seed`` and ``demo`` section."""
-    params = load_params(PROJECT_ROOT / "params.yaml")
-    return {"seed": params.base.seed, **params.demo.model_dump(exclude={"out_dir"})}
-
-
-def digest_of(params: dict, out_dir: Path) -> dict:
-    generate_demo_dataset(out_dir, **params)
-    return tree_digest(out_dir)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +44,7 @@ def test_the_small_set_does_not_depend_on_cpu_dispatch(recorded, tmp_path):
 
     environment = {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(_multiarray_umath.__cpu_dispatch__),
                    "OPENCV_CPU_DISABLE": OPENCV_DISPATCH, "JSIMD_FORCENONE": "1"}
-    script = ("import json, sys; from pathlib import Path; from tests.unit.data.synthetic.test_demo_digest import "
+    script = ("import json, sys; from pathlib import Path; from tests.fixtures.demo_digest import "
               "SMALL, digest_of; print(json.dumps(digest_of(SMALL, Path(sys.argv[1]))))")
     completed = subprocess.run([sys.executable, "-c", script, str(tmp_path / "demo")], cwd=PROJECT_ROOT,
                                env=environment, capture_output=True, text=True, timeout=300)
@@ -76,21 +60,3 @@ def test_the_default_demo_set_has_its_committed_digest(recorded, tmp_path):
     digest = digest_of(default_params(), tmp_path / "demo")
     assert digest == {key: expected[key] for key in ("files", "bytes", "sha256")}, (
         f"the demo data's bytes changed; if on purpose, bump GENERATOR_VERSION and run `{REGENERATE}`")
-
-
-def main() -> None:
-    """Regenerate both sets in a temporary folder and rewrite the digest file."""
-    import tempfile
-
-    sets = {}
-    with tempfile.TemporaryDirectory() as folder:
-        for name, params in (("default", default_params()), ("small", SMALL)):
-            sets[name] = {"params": params, **digest_of(params, Path(folder) / name)}
-    DIGESTS.write_text(json.dumps({"generator_version": GENERATOR_VERSION, "sets": sets}, indent=2) + "\n")
-    for name, entry in sets.items():
-        print(f"{name}: {entry['files']} files, {entry['bytes']} bytes, sha256 {entry['sha256']}")
-    print(f"written to {DIGESTS}")
-
-
-if __name__ == "__main__":
-    main()

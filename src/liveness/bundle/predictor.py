@@ -1,7 +1,8 @@
 """Images in, liveness decisions out: detect, align and crop as curation does, then score with the generator.
 
-Plain Python (no MLflow), so the pyfunc model and a future REST service share one code path. A model bundle
-is a folder with ``generator.pt`` (weights only) and ``config.json`` (``write_config`` writes it).
+``Predictor(folder, backend)`` is the one way to load a bundle for scoring: ``liveness predict`` (both
+backends), ``liveness serve``, the registered pyfunc model and the export checks all construct it. Plain Python
+(no MLflow).
 """
 
 from __future__ import annotations
@@ -16,17 +17,15 @@ from typing import Any, Callable, Literal
 import numpy as np
 import torch
 
-from liveness.config import CropParams, DetectionParams, ModelParams
+from liveness.bundle.files import CONFIG_FILE, GENERATOR_WEIGHTS, BundleConfig, TrainedOn, load_generator
+from liveness.bundle.onnx_graph import OnnxScorer
 from liveness.data.decode import REJECTION_REASONS, ImageRejected, decode_image, to_rgb8
 from liveness.data.faces import DetectionFailed, Face, FaceDetector, align_and_crop, choose_face
-from liveness.evaluate.scoring import GENERATOR_WEIGHTS, load_generator
-from liveness.io import atomic_write_json
-from liveness.model.score import SCORE_NAMES, STATISTIC_SCORES, ScoreStatistics, score_components
+from liveness.model.inputs import from_uint8
+from liveness.model.score import score_components
+from liveness.runtime import resolve_device
 
-CONFIG_FILE = "config.json"
 Label = Literal["live", "spoof", "no_face", "rejected"]
-TrainedOn = Literal["synthetic", "real"]
-TRAINED_ON: tuple[str, ...] = ("synthetic", "real")
 Backend = Literal["torch", "onnx"]
 # Why a row was not scored: the decoder's reasons, plus what can go wrong after decoding (README's table).
 PREDICTION_REASONS: dict[str, str] = {
@@ -38,58 +37,6 @@ PREDICTION_REASONS: dict[str, str] = {
     "processing_failed": "scoring this image raised unexpectedly; it was isolated from the rest of the batch",
 }
 BACKENDS: tuple[str, ...] = ("torch", "onnx")
-
-
-@dataclass(frozen=True)
-class BundleConfig:
-    """Everything besides the weights that decides a prediction; stored as ``config.json``."""
-
-    model: ModelParams
-    crop: CropParams
-    detection: DetectionParams
-    threshold: float
-    score: str
-    data: TrainedOn
-    statistics: ScoreStatistics | None = None  # live-train statistics of the standardised and fused scores
-    selection: str = ""  # why this score ships (calibrate's selection reason)
-
-    def to_json(self) -> dict[str, Any]:
-        raw = {"model": self.model.model_dump(mode="json"), "crop": self.crop.model_dump(mode="json"),
-               "detection": self.detection.model_dump(mode="json"), "threshold": self.threshold,
-               "score": self.score, "data": self.data, "selection": self.selection}
-        if self.statistics is not None:
-            raw["statistics"] = self.statistics.to_json()
-        return raw
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any], source: str = CONFIG_FILE) -> "BundleConfig":
-        try:
-            statistics = ScoreStatistics.from_json(raw["statistics"]) if raw.get("statistics") else None
-            config = cls(ModelParams(**raw["model"]), CropParams(**raw["crop"]), DetectionParams(**raw["detection"]),
-                         float(raw["threshold"]), str(raw["score"]), raw["data"], statistics, str(raw.get("selection", "")))
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"{source} is not a valid model config ({error}); re-register the model") from None
-        if config.data not in TRAINED_ON:
-            raise ValueError(f"{source}: data {config.data!r} is not one of {TRAINED_ON} (what the model was trained "
-                             "on); re-register the model")
-        if config.score not in SCORE_NAMES:
-            raise ValueError(f"{source}: score {config.score!r} is not one of {SCORE_NAMES}; re-register the model")
-        if config.score in STATISTIC_SCORES and (config.statistics is None or not config.statistics.supports(config.score)):
-            raise ValueError(f"{source}: score {config.score!r} needs live-train statistics, which the config lacks; "
-                             "re-register from a calibrate run (it writes reports/score_statistics.json)")
-        if config.crop.size != config.model.image_size:
-            raise ValueError(f"{source}: crop size {config.crop.size} differs from model.image_size "
-                             f"{config.model.image_size}; set curate.crop.size to the size the model was trained on")
-        if not math.isfinite(config.threshold):
-            raise ValueError(f"{source}: threshold is {config.threshold}; calibrate before registering")
-        return config
-
-
-def write_config(folder: Path, config: BundleConfig) -> Path:
-    """Write ``folder/config.json`` (sorted keys, so equal configs hash equal)."""
-    path = Path(folder) / CONFIG_FILE
-    atomic_write_json(path, config.to_json())
-    return path
 
 
 @dataclass(frozen=True)
@@ -113,10 +60,6 @@ def synthetic_warning(name: str, version: str) -> str:
     return f"model {name} {label} was trained on SYNTHETIC data; its scores say nothing about real faces"
 
 
-def _device(setting: str) -> str:
-    return "cuda" if setting == "auto" and torch.cuda.is_available() else ("cpu" if setting == "auto" else setting)
-
-
 class Predictor:
     """A loaded model bundle. ``predict`` takes encoded image bytes or RGB uint8 HxWx3 arrays.
 
@@ -137,12 +80,10 @@ class Predictor:
             raise FileNotFoundError(f"model config {config_path} not found; the bundle needs {GENERATOR_WEIGHTS} "
                                     f"and {CONFIG_FILE} (written at registration)")
         self.config = BundleConfig.from_json(json.loads(config_path.read_text()), str(config_path))
-        self.device = torch.device(_device(self.config.detection.device))
+        self.device = torch.device(resolve_device(self.config.detection.device, "detection.device"))
         self.backend = backend
         self.generator, self.onnx_scorer = None, None
         if backend == "onnx":
-            from liveness.export.onnx import OnnxScorer
-
             self.onnx_scorer = OnnxScorer.for_bundle(folder, self.config)
         else:
             self.generator = load_generator(folder, self.config.model).to(self.device).eval()
@@ -247,7 +188,7 @@ class Predictor:
             return []
         if self.onnx_scorer is not None:
             return self.onnx_scorer.score_crops(np.stack(crops)).astype(np.float64).tolist()
-        batch = torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        batch = from_uint8(torch.from_numpy(np.stack(crops)).to(self.device))
         output = self.generator(batch, with_clear_face=False)
         return score_components(batch, output, self.config.statistics)[self.config.score].float().cpu().tolist()
 
