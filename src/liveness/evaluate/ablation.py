@@ -196,8 +196,8 @@ def markdown(table: dict[str, Any], synthetic: bool, command: str) -> str:
 def run_ablations(params_path: Path, rows: list[str], seeds: list[int], out_dir: Path, epochs: int | None = None,
                   bootstrap_resamples: int = 50,
                   on_run: Callable[[RunResult], None] | None = None) -> dict[str, Any]:
-    """Every (row, seed); writes ``out_dir/ablations.json`` and ``ablations.md`` after each run (so an
-    interrupted sweep keeps what it finished) and returns the summary table."""
+    """Every (row, seed), seed by seed; writes ``out_dir/ablations.json`` and ``ablations.md`` after each run (so
+    an interrupted sweep keeps what it finished, every row at the same seeds) and returns the summary table."""
     out_dir = Path(out_dir)
     results: list[RunResult] = []
     unknown = [row for row in rows if row not in ABLATIONS]
@@ -207,8 +207,8 @@ def run_ablations(params_path: Path, rows: list[str], seeds: list[int], out_dir:
     command = (f"liveness ablate --params {params_path} --rows {','.join(rows)} "
                f"--seeds {','.join(map(str, seeds))}" + (f" --epochs {epochs}" if epochs else ""))
     table: dict[str, Any] = {}
-    for row in rows:
-        for seed in seeds:
+    for seed in seeds:  # seed by seed: an interrupted sweep holds every row at the seeds it finished
+        for row in rows:
             result = run_one(params_path, row, seed, out_dir, epochs, bootstrap_resamples)
             results.append(result)
             if on_run is not None:

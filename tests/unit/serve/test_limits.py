@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from liveness.data.decode import DEFAULT_MAX_PIXELS
-from liveness.serve import app as app_module
+from liveness.serve import work as work_module
 from liveness.serve import model as model_module
 from liveness.serve.app import create_app
 from liveness.serve.model import predictor_factory
@@ -42,8 +42,8 @@ class TestLimits:
 
     def test_pixels_are_refused_from_the_header_before_decoding(self, monkeypatch):
         decoded = []
-        real = app_module.decode_image
-        monkeypatch.setattr(app_module, "decode_image", lambda data, *a, **k: decoded.append(1) or real(data, *a, **k))
+        real = work_module.decode_image
+        monkeypatch.setattr(work_module, "decode_image", lambda data, *a, **k: decoded.append(1) or real(data, *a, **k))
         with fake_app(max_pixels=100 * 100) as client:
             big = client.post("/v1/liveness", content=jpeg(astronaut()))  # 512x512 > 100x100
             assert (big.status_code, big.json()["error"]) == (413, "too_large") and "512x512" in big.json()["detail"]
