@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,55 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"Start the run over (--no-resume, or delete the checkpoint)."
         )
     return payload
+
+
+@dataclass
+class TrainingParts:
+    """What a checkpoint saves and restores besides the RNGs and the position: G, D, their optimizers and
+    learning-rate schedules, and the weight average of G (None when train.ema_decay is 0)."""
+
+    generator: torch.nn.Module
+    discriminator: torch.nn.Module
+    optimizer_g: torch.optim.Optimizer
+    optimizer_d: torch.optim.Optimizer
+    scheduler_g: Any
+    scheduler_d: Any
+    ema: Any = None
+
+
+def training_state(parts: TrainingParts, epoch: int, step: int, batch_in_epoch: int,
+                   params: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint payload of a run at (epoch, step, batch_in_epoch), with the RNGs as they are now."""
+    return {
+        "version": CHECKPOINT_VERSION,
+        "generator": parts.generator.state_dict(),
+        "discriminator": parts.discriminator.state_dict(),
+        "optimizer_g": parts.optimizer_g.state_dict(),
+        "optimizer_d": parts.optimizer_d.state_dict(),
+        "scheduler_g": parts.scheduler_g.state_dict(),
+        "scheduler_d": parts.scheduler_d.state_dict(),
+        "ema": parts.ema.state_dict() if parts.ema is not None else None,
+        "rng": capture_rng_state(),
+        "epoch": epoch,
+        "step": step,
+        "batch_in_epoch": batch_in_epoch,
+        "params": params,
+    }
+
+
+def restore_training(payload: dict[str, Any], parts: TrainingParts, path: Path) -> None:
+    """Load ``payload`` (``load_checkpoint``) into ``parts`` and the RNGs; the caller takes the position."""
+    parts.generator.load_state_dict(payload["generator"])
+    parts.discriminator.load_state_dict(payload["discriminator"])
+    parts.optimizer_g.load_state_dict(payload["optimizer_g"])
+    parts.optimizer_d.load_state_dict(payload["optimizer_d"])
+    parts.scheduler_g.load_state_dict(payload["scheduler_g"])
+    parts.scheduler_d.load_state_dict(payload["scheduler_d"])
+    if parts.ema is not None:
+        if payload["ema"] is None:
+            raise CheckpointError(
+                f"checkpoint {path} was written with train.ema_decay 0, so it holds no weight average to resume; "
+                f"set train.ema_decay 0, or pass --no-resume to start over"
+            )
+        parts.ema.load_state_dict(payload["ema"])
+    restore_rng_state(payload["rng"])

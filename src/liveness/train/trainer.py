@@ -23,12 +23,12 @@ from liveness.model.factory import build_discriminator, build_generator
 from liveness.model.identity import IdentityNetwork, build_identity_network
 from liveness.model.losses import LossWeights
 from liveness.train.checkpoint import (
-    CHECKPOINT_VERSION,
     CheckpointError,
+    TrainingParts,
     atomic_torch_save,
-    capture_rng_state,
     load_checkpoint,
-    restore_rng_state,
+    restore_training,
+    training_state,
 )
 from liveness.train.distributed import DistributedContext, barrier, init_distributed, shutdown
 from liveness.train.ema import WeightAverage
@@ -80,6 +80,40 @@ class TrainingResult:
     shipped_weights: str = "raw"  # "ema" when generator.pt holds the moving average of G's weights
     reconstruction: dict[str, Any] | None = None  # quality of generator.pt on the held-out crops
     losses_used: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Run:
+    """One fit's objects: what ``_build`` makes, ``_resume`` restores, ``_wrap`` wraps and the epochs update."""
+
+    dataset: Dataset
+    validation: Any
+    runtime: Runtime
+    context: DistributedContext
+    sampler: DistributedSampler
+    per_rank_batch: int
+    steps_per_epoch: int
+    total_steps: int
+    parts: TrainingParts
+    identity: IdentityNetwork | None
+    schedule: LossSchedule
+    step_fn: TrainingStep | None = None
+    logger: MetricsLogger | None = None
+    latest: dict[str, float] = field(default_factory=dict)  # the last logged window of each loss
+    rate: float | None = None  # images per second of that window
+
+    @property
+    def generator(self) -> torch.nn.Module:
+        return self.parts.generator
+
+    @property
+    def discriminator(self) -> torch.nn.Module:
+        return self.parts.discriminator
+
+    @property
+    def shipped(self) -> torch.nn.Module:
+        """What generator.pt holds: the weight average when EMA is on, else G itself."""
+        return self.parts.ema.module if self.parts.ema is not None else self.parts.generator
 
 
 class _LossMeans:
@@ -228,14 +262,33 @@ class Trainer:
 
     def _fit(self, dataset: Dataset, resume: bool, runtime: Runtime, context: DistributedContext,
              validation: Any) -> TrainingResult:
-        params, train = self.params, self.params.train
         started = time.perf_counter()
+        run = self._build(dataset, runtime, context, validation)
+        resumed_from = self._resume(run) if resume and self.checkpoint_path.exists() else None
+        if resumed_from is None:
+            self.state = TrainState()
+        self._wrap(run)
+        run.logger = self._make_logger(context)
+        if run.logger is not None and resumed_from is None:
+            run.logger.log_params(self._run_params(len(dataset), context))
+        run.generator.train()
+        run.discriminator.train()
+        with self._stop, TrainingProgress(run.total_steps, self.state.step,
+                                          self.show_progress and context.is_main) as bar:
+            while self.state.epoch < self.params.train.epochs:
+                self._run_epoch(run, bar)
+                self._save_checkpoint(run)
+        return self._finish(run, resumed_from, started)
+
+    def _build(self, dataset: Dataset, runtime: Runtime, context: DistributedContext, validation: Any) -> _Run:
+        """Seeded networks, optimizers, schedules and sampler of a fresh run (the RNG order is part of exact
+        resume and of DDP equivalence: keep it)."""
+        params, train = self.params, self.params.train
         if runtime.device.type == "cpu":
             torch.use_deterministic_algorithms(True)
         else:
             torch.backends.cudnn.benchmark = True
         self._seed_everything()
-
         if train.batch_size % context.world_size:
             raise TrainingDataError(
                 f"train.batch_size {train.batch_size} is the global batch and must divide evenly across "
@@ -251,8 +304,9 @@ class Trainer:
         steps_per_epoch = len(sampler) // per_rank_batch
         total_steps = steps_per_epoch * train.epochs
 
-        generator = build_generator(params.model.width_profile()).to(runtime.device, memory_format=runtime.memory_format)
-        discriminator = build_discriminator(params.model.width_profile()).to(runtime.device, memory_format=runtime.memory_format)
+        profile = params.model.width_profile()
+        generator = build_generator(profile).to(runtime.device, memory_format=runtime.memory_format)
+        discriminator = build_discriminator(profile).to(runtime.device, memory_format=runtime.memory_format)
         identity = self.identity.to(runtime.device) if self.identity is not None else None
         fused = runtime.device.type == "cuda"
         optimizer_g = torch.optim.Adam(generator.parameters(), lr=train.lr, betas=train.betas, fused=fused)
@@ -265,164 +319,138 @@ class Trainer:
         if schedule.adversarial_enabled and schedule.adversarial_start_step >= total_steps and context.is_main:
             warnings.warn(f"train.adversarial_start_step {schedule.adversarial_start_step} is not below this run's "
                           f"{total_steps} steps, so D and the adversarial term never run (summary.json records it); "
-                          f"lower it to keep all four losses", UserWarning, stacklevel=2)
+                          f"lower it to keep all four losses", UserWarning, stacklevel=3)
+        return _Run(dataset, validation, runtime, context, sampler, per_rank_batch, steps_per_epoch, total_steps,
+                    TrainingParts(generator, discriminator, optimizer_g, optimizer_d, scheduler_g, scheduler_d, ema),
+                    identity, schedule)
 
-        resumed_from = None
-        if resume and self.checkpoint_path.exists():
-            payload = load_checkpoint(self.checkpoint_path)
-            self._check_compatible(payload)
-            generator.load_state_dict(payload["generator"])
-            discriminator.load_state_dict(payload["discriminator"])
-            optimizer_g.load_state_dict(payload["optimizer_g"])
-            optimizer_d.load_state_dict(payload["optimizer_d"])
-            scheduler_g.load_state_dict(payload["scheduler_g"])
-            scheduler_d.load_state_dict(payload["scheduler_d"])
-            if ema is not None:
-                if payload["ema"] is None:
-                    raise CheckpointError(
-                        f"checkpoint {self.checkpoint_path} was written with train.ema_decay 0, so it holds no "
-                        f"weight average to resume; set train.ema_decay 0, or pass --no-resume to start over"
-                    )
-                ema.load_state_dict(payload["ema"])
-            restore_rng_state(payload["rng"])
-            self.state = TrainState(payload["epoch"], payload["step"], payload["batch_in_epoch"])
-            resumed_from = self.state.step
-            self._restore_metrics_log(context)
-        else:
-            self.state = TrainState()
+    def _resume(self, run: _Run) -> int:
+        """Restore the run from ``checkpoint_path``; the step it resumes from."""
+        payload = load_checkpoint(self.checkpoint_path)
+        self._check_compatible(payload)
+        restore_training(payload, run.parts, self.checkpoint_path)
+        self.state = TrainState(payload["epoch"], payload["step"], payload["batch_in_epoch"])
+        self._restore_metrics_log(run.context)
+        return self.state.step
 
-        train_generator: torch.nn.Module = generator
-        train_discriminator: torch.nn.Module = discriminator
+    def _wrap(self, run: _Run) -> None:
+        """DDP and torch.compile around the networks, and the training step that uses them."""
+        params, train, context = self.params, self.params.train, run.context
+        train_generator: torch.nn.Module = run.generator
+        train_discriminator: torch.nn.Module = run.discriminator
         if context.enabled:
-            device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+            device_ids = [run.runtime.device.index] if run.runtime.device.type == "cuda" else None
             # The clear-face head gets no gradient on steps without L_id (see tests), so DDP must then allow
             # unused parameters.
-            sometimes_unused = not schedule.identity_enabled or schedule.identity_every > 1
-            train_generator = DistributedDataParallel(generator, device_ids=device_ids,
+            sometimes_unused = not run.schedule.identity_enabled or run.schedule.identity_every > 1
+            train_generator = DistributedDataParallel(run.generator, device_ids=device_ids,
                                                       find_unused_parameters=sometimes_unused)
-            train_discriminator = DistributedDataParallel(discriminator, device_ids=device_ids)
-        discriminator_for_g: torch.nn.Module = discriminator
+            train_discriminator = DistributedDataParallel(run.discriminator, device_ids=device_ids)
+        discriminator_for_g: torch.nn.Module = run.discriminator
         if train.compile:
             train_generator = torch.compile(train_generator)
             train_discriminator = torch.compile(train_discriminator)
-            discriminator_for_g = torch.compile(discriminator)
-        step_fn = TrainingStep(
-            train_generator, train_discriminator, discriminator_for_g, identity, optimizer_g, optimizer_d,
-            LossWeights(**params.loss.model_dump(exclude={"latent_mode"})), runtime, params.loss.latent_mode,
+            discriminator_for_g = torch.compile(run.discriminator)
+        parts = run.parts
+        run.step_fn = TrainingStep(
+            train_generator, train_discriminator, discriminator_for_g, run.identity, parts.optimizer_g,
+            parts.optimizer_d, LossWeights(**params.loss.model_dump(exclude={"latent_mode"})), run.runtime,
+            params.loss.latent_mode,
         )
 
-        logger = self._make_logger(context)
-        if logger is not None and resumed_from is None:
-            logger.log_params(self._run_params(len(dataset), context))
-
-        def save_checkpoint() -> None:
-            if context.is_main:
-                atomic_torch_save({
-                    "version": CHECKPOINT_VERSION,
-                    "generator": generator.state_dict(),
-                    "discriminator": discriminator.state_dict(),
-                    "optimizer_g": optimizer_g.state_dict(),
-                    "optimizer_d": optimizer_d.state_dict(),
-                    "scheduler_g": scheduler_g.state_dict(),
-                    "scheduler_d": scheduler_d.state_dict(),
-                    "ema": ema.state_dict() if ema is not None else None,
-                    "rng": capture_rng_state(),
-                    "epoch": self.state.epoch,
-                    "step": self.state.step,
-                    "batch_in_epoch": self.state.batch_in_epoch,
-                    "params": params.model_dump(mode="json"),
-                }, self.checkpoint_path)
-                if self.metrics_path.is_file():  # the log travels with the checkpoint it describes
-                    atomic_write_bytes(self.checkpoint_dir / METRICS_LOG, self.metrics_path.read_bytes())
-            barrier(context)
-
-        shipped = ema.module if ema is not None else generator
-
-        def held_out_quality() -> dict[str, float]:
-            quality = reconstruction_quality(shipped, validation)
-            if ema is not None:
-                raw = reconstruction_quality(generator, validation)
-                quality |= {"raw_psnr_db": raw["psnr_db"], "raw_ssim": raw["ssim"], "raw_pixel_l1": raw["pixel_l1"]}
-            return quality
-
-        latest: dict[str, float] = {}
-        rate: float | None = None
-        generator.train()
-        discriminator.train()
-        with self._stop, TrainingProgress(total_steps, self.state.step, self.show_progress and context.is_main) as bar:
-            while self.state.epoch < train.epochs:
-                epoch = self.state.epoch
-                sampler.set_epoch(epoch)
-                if hasattr(dataset, "set_epoch"):  # per-epoch augmentation that stays exact on resume
-                    dataset.set_epoch(epoch)
-                loader = DataLoader(
-                    dataset,
-                    batch_size=per_rank_batch,
-                    sampler=_SkipFirst(sampler, self.state.batch_in_epoch * per_rank_batch),
-                    drop_last=True,
-                    num_workers=train.num_workers,
-                    collate_fn=_collate_images,
-                    pin_memory=runtime.device.type == "cuda",
-                    generator=torch.Generator().manual_seed(params.base.seed * 100_003 + epoch),
+    def _run_epoch(self, run: _Run, bar: TrainingProgress) -> None:
+        """The rest of the current epoch (all of it unless resumed mid-epoch), then its epoch metrics."""
+        params, train, context, parts = self.params, self.params.train, run.context, run.parts
+        epoch = self.state.epoch
+        run.sampler.set_epoch(epoch)
+        if hasattr(run.dataset, "set_epoch"):  # per-epoch augmentation that stays exact on resume
+            run.dataset.set_epoch(epoch)
+        loader = DataLoader(
+            run.dataset,
+            batch_size=run.per_rank_batch,
+            sampler=_SkipFirst(run.sampler, self.state.batch_in_epoch * run.per_rank_batch),
+            drop_last=True,
+            num_workers=train.num_workers,
+            collate_fn=_collate_images,
+            pin_memory=run.runtime.device.type == "cuda",
+            generator=torch.Generator().manual_seed(params.base.seed * 100_003 + epoch),
+        )
+        epoch_means, window_means = _LossMeans(), _LossMeans()
+        window_start, window_images = time.perf_counter(), 0
+        for batch in loader:
+            images = self._to_input(batch, run.runtime)
+            step = self.state.step
+            losses = run.step_fn(images, adversarial=run.schedule.adversarial_at(step),
+                                 identity=run.schedule.identity_at(step))
+            if parts.ema is not None:
+                parts.ema.update(run.generator)
+            lr = parts.optimizer_g.param_groups[0]["lr"]  # the rate this step used
+            parts.scheduler_g.step()
+            with warnings.catch_warnings():  # D may not have stepped yet (train.adversarial_start_step)
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+                parts.scheduler_d.step()
+            self.state.step += 1
+            self.state.batch_in_epoch += 1
+            window_images += images.shape[0] * context.world_size
+            window_means.add(losses)
+            epoch_means.add(losses)
+            if self.state.step % train.log_every_steps == 0 or self.state.batch_in_epoch == run.steps_per_epoch:
+                window = self._mean_over_ranks(window_means.means(), context)
+                run.latest |= window
+                run.rate = window_images / max(time.perf_counter() - window_start, 1e-9)
+                window_start, window_images, window_means = time.perf_counter(), 0, _LossMeans()
+                if run.logger is not None:
+                    run.logger.log_metrics({**window, "images_per_second": run.rate, "lr": lr,
+                                            "images_seen": float(self.images_seen)}, self.state.step)
+                bar.update(self.state.step, epoch + 1, window, run.rate)
+            else:
+                bar.update(self.state.step, epoch + 1)
+            if self.state.step % train.checkpoint_every_steps == 0:
+                self._save_checkpoint(run)
+            if self.on_step_end is not None:
+                self.on_step_end(self, self.state)
+            if self._stop.requested:
+                self._save_checkpoint(run)
+                raise TrainingInterrupted(
+                    f"training stopped at step {self.state.step}; checkpoint {self.checkpoint_path} written. "
+                    f"Run the same command again to resume."
                 )
-                epoch_means, window_means = _LossMeans(), _LossMeans()
-                window_start, window_images = time.perf_counter(), 0
-                for batch in loader:
-                    images = self._to_input(batch, runtime)
-                    step = self.state.step
-                    losses = step_fn(images, adversarial=schedule.adversarial_at(step),
-                                     identity=schedule.identity_at(step))
-                    if ema is not None:
-                        ema.update(generator)
-                    lr = optimizer_g.param_groups[0]["lr"]  # the rate this step used
-                    scheduler_g.step()
-                    with warnings.catch_warnings():  # D may not have stepped yet (train.adversarial_start_step)
-                        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
-                        scheduler_d.step()
-                    self.state.step += 1
-                    self.state.batch_in_epoch += 1
-                    window_images += images.shape[0] * context.world_size
-                    window_means.add(losses)
-                    epoch_means.add(losses)
-                    if self.state.step % train.log_every_steps == 0 or self.state.batch_in_epoch == steps_per_epoch:
-                        window = self._mean_over_ranks(window_means.means(), context)
-                        latest |= window
-                        rate = window_images / max(time.perf_counter() - window_start, 1e-9)
-                        window_start, window_images, window_means = time.perf_counter(), 0, _LossMeans()
-                        if logger is not None:
-                            logger.log_metrics({**window, "images_per_second": rate, "lr": lr,
-                                                "images_seen": float(self.images_seen)}, self.state.step)
-                        bar.update(self.state.step, epoch + 1, window, rate)
-                    else:
-                        bar.update(self.state.step, epoch + 1)
-                    if self.state.step % train.checkpoint_every_steps == 0:
-                        save_checkpoint()
-                    if self.on_step_end is not None:
-                        self.on_step_end(self, self.state)
-                    if self._stop.requested:
-                        save_checkpoint()
-                        raise TrainingInterrupted(
-                            f"training stopped at step {self.state.step}; checkpoint {self.checkpoint_path} written. "
-                            f"Run the same command again to resume."
-                        )
-                self.state.epoch += 1
-                self.state.batch_in_epoch = 0
-                epoch_metrics = self._mean_over_ranks(epoch_means.means(), context) if epoch_means else {}
-                if logger is not None:
-                    row = {f"epoch_{name}": value for name, value in epoch_metrics.items()}
-                    row |= {"lr": optimizer_g.param_groups[0]["lr"], "epoch": float(self.state.epoch),
-                            "images_seen": float(self.images_seen)}
-                    if validation is not None and (self.state.epoch % train.val_every_epochs == 0
-                                                   or self.state.epoch == train.epochs):
-                        quality = held_out_quality()
-                        row |= {"psnr_db": quality.pop("psnr_db"), "ssim": quality.pop("ssim"),
-                                "val_pixel_l1": quality.pop("pixel_l1"), **{f"val_{k}": v for k, v in quality.items()}}
-                    logger.log_metrics(row, self.state.step)
-                save_checkpoint()
+        self.state.epoch += 1
+        self.state.batch_in_epoch = 0
+        epoch_metrics = self._mean_over_ranks(epoch_means.means(), context) if epoch_means else {}
+        if run.logger is not None:
+            row = {f"epoch_{name}": value for name, value in epoch_metrics.items()}
+            row |= {"lr": parts.optimizer_g.param_groups[0]["lr"], "epoch": float(self.state.epoch),
+                    "images_seen": float(self.images_seen)}
+            if run.validation is not None and (self.state.epoch % train.val_every_epochs == 0
+                                               or self.state.epoch == train.epochs):
+                quality = self._held_out_quality(run)
+                row |= {"psnr_db": quality.pop("psnr_db"), "ssim": quality.pop("ssim"),
+                        "val_pixel_l1": quality.pop("pixel_l1"), **{f"val_{k}": v for k, v in quality.items()}}
+            run.logger.log_metrics(row, self.state.step)
 
+    def _save_checkpoint(self, run: _Run) -> None:
+        if run.context.is_main:
+            atomic_torch_save(training_state(run.parts, self.state.epoch, self.state.step, self.state.batch_in_epoch,
+                                             self.params.model_dump(mode="json")), self.checkpoint_path)
+            if self.metrics_path.is_file():  # the log travels with the checkpoint it describes
+                atomic_write_bytes(self.checkpoint_dir / METRICS_LOG, self.metrics_path.read_bytes())
+        barrier(run.context)
+
+    @staticmethod
+    def _held_out_quality(run: _Run) -> dict[str, float]:
+        quality = reconstruction_quality(run.shipped, run.validation)
+        if run.parts.ema is not None:
+            raw = reconstruction_quality(run.generator, run.validation)
+            quality |= {"raw_psnr_db": raw["psnr_db"], "raw_ssim": raw["ssim"], "raw_pixel_l1": raw["pixel_l1"]}
+        return quality
+
+    def _finish(self, run: _Run, resumed_from: int | None, started: float) -> TrainingResult:
+        """The result, ``generator.pt`` (the EMA when on), ``summary.json`` and ``train_metrics.json``."""
+        params, context, ema = self.params, run.context, run.parts.ema
         reconstruction = None
-        if validation is not None and context.is_main:
-            reconstruction = {**held_out_quality(), "crops": int(len(validation)),
+        if run.validation is not None and context.is_main:
+            reconstruction = {**self._held_out_quality(run), "crops": int(len(run.validation)),
                               "weights": "ema" if ema is not None else "raw", "psnr_cap_db": PSNR_CAP_DB}
         result = TrainingResult(
             out_dir=str(self.out_dir),
@@ -430,18 +458,18 @@ class Trainer:
             steps=self.state.step,
             resumed_from_step=resumed_from,
             identity_backbone=params.identity.backbone,
-            identity_stand_in=bool(identity is not None and identity.stand_in),
-            identity_loss_dropped=identity is None,
-            final_losses=latest,
-            images_per_second=rate,
+            identity_stand_in=bool(run.identity is not None and run.identity.stand_in),
+            identity_loss_dropped=run.identity is None,
+            final_losses=run.latest,
+            images_per_second=run.rate,
             seconds=time.perf_counter() - started,
             images_seen=self.images_seen,
             shipped_weights="ema" if ema is not None else "raw",
             reconstruction=reconstruction,
-            losses_used=self.losses_used(schedule, self.state.step),
+            losses_used=self.losses_used(run.schedule, self.state.step),
         )
         if context.is_main:
-            atomic_torch_save(shipped.state_dict(), self.out_dir / GENERATOR_WEIGHTS)
+            atomic_torch_save(run.shipped.state_dict(), self.out_dir / GENERATOR_WEIGHTS)
             atomic_write_json(self.out_dir / "summary.json", {**asdict(result), "params": params.model_dump(mode="json")})
             quality_metrics = {} if reconstruction is None else {
                 "final_psnr_db": reconstruction["psnr_db"], "final_ssim": reconstruction["ssim"],
