@@ -6,7 +6,6 @@ measured on the held-out spoof test split.
 
 from __future__ import annotations
 
-import argparse
 
 import mlflow
 from prefect import flow
@@ -15,6 +14,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from liveness.config import load_params
 from liveness.evaluate.calibrate import SCORE_TABLE_FILE, SKEW_FILE, STATISTICS_FILE, calibrate
 from pipeline.tracking import stage_run
+from pipeline.entry import stage_arguments
 
 HEADLINE = ("auc", "eer", "hter", "max_apcer", "bpcer", "bpcer20", "bpcer100")
 
@@ -63,9 +63,7 @@ def calibrate_flow(params_path: str = "params.yaml") -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run the calibrate stage as a Prefect flow.")
-    parser.add_argument("--params", default="params.yaml", help="params file (sections base, model, calibrate)")
-    arguments = parser.parse_args(argv)
+    arguments = stage_arguments("Run the calibrate stage as a Prefect flow.", "base, model, calibrate", argv)
     metrics = calibrate_flow(arguments.params)
     print(f"threshold {metrics.get('threshold')} on {metrics.get('score')}; metrics in reports/metrics.json")
 

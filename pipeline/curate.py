@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import mlflow
@@ -18,6 +17,7 @@ from liveness.data.report import reason_counts
 from liveness.data.stage import LIVE_KIND, SPOOF_KIND, run_curation
 from pipeline.runners import prefect_mapper, task_runner_for
 from pipeline.tracking import stage_run
+from pipeline.entry import stage_arguments
 
 REPORT_DIRS = {LIVE_KIND: Path("reports/curation"), SPOOF_KIND: Path("reports/spoof")}
 
@@ -52,10 +52,10 @@ def curation_flow(kind: str, params_path: str = "params.yaml", report_dir: str |
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run the live curation or spoof preparation stage as a Prefect flow.")
-    parser.add_argument("kind", choices=[LIVE_KIND, SPOOF_KIND], help="live: curate stage; spoof: prepare_spoof stage")
-    parser.add_argument("--params", default="params.yaml", help="params file (sections base, curate or spoof)")
-    arguments = parser.parse_args(argv)
+    arguments = stage_arguments(
+        "Run the live curation or spoof preparation stage as a Prefect flow.", "base, curate or spoof", argv,
+        lambda parser: parser.add_argument("kind", choices=[LIVE_KIND, SPOOF_KIND],
+                                           help="live: curate stage; spoof: prepare_spoof stage"))
     params = load_params(arguments.params)
     runner = task_runner_for(_section(params, arguments.kind).runner)
     summary = curation_flow.with_options(task_runner=runner)(arguments.kind, arguments.params)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 
 from prefect import flow
 
 from liveness.config import load_params
 from liveness.data.stage import generate_demo
+from pipeline.entry import stage_arguments
 
 
 @flow(name="demo-data", log_prints=True)
@@ -18,11 +18,11 @@ def demo_data_flow(params_path: str = "params.yaml", workers: int = 2) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Generate the SYNTHETIC demo dataset as a Prefect flow.")
-    parser.add_argument("--params", default="params.yaml", help="params file (sections base, demo)")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                        help="processes rendering identities (the output is the same for any number)")
-    arguments = parser.parse_args(argv)
+    arguments = stage_arguments(
+        "Generate the SYNTHETIC demo dataset as a Prefect flow.", "base, demo", argv,
+        lambda parser: parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                                           help="processes rendering identities (the output is the same for any "
+                                                "number)"))
     summary = demo_data_flow(arguments.params, arguments.workers)
     print(f"SYNTHETIC demo data: {summary['images']} images in {summary['out_dir']}")
 

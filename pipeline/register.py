@@ -5,7 +5,6 @@ Logs the calibrated generator as an MLflow pyfunc model, registers it (once per 
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict
 
 from prefect import flow
@@ -13,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from liveness.config import load_params
 from liveness.registry.register import register
+from pipeline.entry import stage_arguments
 
 
 @flow(name="register", log_prints=True)
@@ -29,9 +29,7 @@ def register_flow(params_path: str = "params.yaml") -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run the register stage as a Prefect flow.")
-    parser.add_argument("--params", default="params.yaml", help="params file (sections model, curate, register)")
-    arguments = parser.parse_args(argv)
+    arguments = stage_arguments("Run the register stage as a Prefect flow.", "model, curate, register", argv)
     result = register_flow(arguments.params)
     print(f"{result['name']} v{result['version']} is @{result['alias']}; details in reports/registered.json")
 

@@ -6,7 +6,6 @@ so an interrupted ``dvc repro`` resumes where it stopped while a change of param
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from liveness.config import load_params
 from liveness.train.stage import checkpoint_key, training_dataset, validation_crops
 from liveness.train.trainer import Trainer
 from pipeline.tracking import data_source, stage_run
+from pipeline.entry import stage_arguments
 
 OUT_DIR = Path("runs/train")
 CHECKPOINTS = Path("runs/checkpoints")
@@ -46,10 +46,9 @@ def train_flow(params_path: str = "params.yaml", out_dir: str = str(OUT_DIR), pr
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run the train stage as a Prefect flow.")
-    parser.add_argument("--params", default="params.yaml", help="params file (sections base, model, identity, loss, train)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    arguments = parser.parse_args(argv)
+    arguments = stage_arguments(
+        "Run the train stage as a Prefect flow.", "base, model, identity, loss, train", argv,
+        lambda parser: parser.add_argument("--no-progress", action="store_true", help="hide the progress bar"))
     result = train_flow(arguments.params, progress=not arguments.no_progress)
     print(f"trained {result['epochs']} epochs, {result['steps']} steps; outputs in {OUT_DIR}")
 

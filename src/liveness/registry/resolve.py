@@ -137,3 +137,10 @@ def open_source(uri: str, tracking_uri: str | None = None) -> ModelSource:
     if not Path(uri).is_dir():
         raise FileNotFoundError(f"model {uri!r} is not a models:/ URI and no such folder exists")
     return LocalSource(uri)
+
+
+def fetch_bundle(uri: str, tracking_uri: str | None, workdir: Path) -> Path:
+    """The bundle folder ``uri`` names now: a registered version (its alias read once) downloaded under
+    ``workdir``, or a local bundle or pyfunc model folder as it is."""
+    source = open_source(uri, tracking_uri)
+    return source.fetch(source.revision(), workdir)
