@@ -5,13 +5,10 @@ Scores are per sample (DESIGN §1.4): the generator has no batch-coupled layer, 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from liveness.bundle.files import GENERATOR_WEIGHTS, load_generator
 from liveness.model import quality
 from liveness.model.generator import Generator
 from liveness.model.score import (

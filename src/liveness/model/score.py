@@ -42,6 +42,16 @@ import torch.nn.functional as F
 from liveness.model.generator import Generator, GeneratorOutput
 from liveness.model.score_spec import BASE_SCORES, DEFAULT_FUSION, SCORE_NAMES, STATISTIC_SCORES, ScoreStatistics
 
+# The names and statistics are defined in score_spec (torch-free); they are part of this module's interface too.
+__all__ = [
+    "BASE_SCORES", "DEFAULT_FUSION", "FEATURES_PER_REGION", "FEATURE_COUNT", "FEATURE_SCALES",
+    "HIGH_PASS_KERNEL", "PATCH", "SCORE_NAMES", "STATISTIC_SCORES", "ScoreStatistics", "TOPK_FRACTION",
+    "background_channel_differences", "base_scores", "cosine_distance_score", "feature_gaussian_score",
+    "gradient_residual_score", "high_frequency_spectrum_score", "high_pass_residual_score",
+    "latent_background_score", "pixel_residual_score", "relative_latent_score", "residual_features",
+    "score_components", "score_images", "structural_dissimilarity_score", "topk_patch_residual_score",
+]
+
 HIGH_PASS_KERNEL = 5  # box blur side: the residual minus its local mean keeps detail finer than ~5 px
 PATCH = 8  # pixel_topk's patch side
 TOPK_FRACTION = 0.05

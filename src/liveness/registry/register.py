@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
@@ -24,7 +23,7 @@ from liveness.config import Params, RegisterParams
 from liveness.io import atomic_write_json
 from liveness.registry import pyfunc_model
 from liveness.model.score import ScoreStatistics
-from liveness.bundle.files import CONFIG_FILE, GENERATOR_WEIGHTS, BundleConfig, write_bundle, write_config
+from liveness.bundle.files import CONFIG_FILE, GENERATOR_WEIGHTS, BundleConfig, write_bundle
 from liveness.mlflow_store import tracking_uri, use_experiment
 
 CONTENT_HASH_TAG = "content_hash"
