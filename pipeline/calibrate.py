@@ -12,7 +12,8 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from liveness.config import load_params
-from liveness.evaluate.calibrate import SCORE_TABLE_FILE, SKEW_FILE, STATISTICS_FILE, calibrate
+from liveness.evaluate.calibrate import calibrate
+from liveness.evaluate.calibration_report import SCORE_TABLE_FILE, SKEW_FILE, STATISTICS_FILE
 from pipeline.tracking import stage_run
 from pipeline.entry import stage_arguments
 

@@ -11,7 +11,8 @@ from liveness.config import parse_params
 from liveness.data.memory import make_smoke_crops
 from liveness.data.shards import write_manifest
 from liveness.evaluate import calibrate as calibrate_module
-from liveness.evaluate.calibrate import BASELINE, SKEW_FILE, calibrate
+from liveness.evaluate.calibrate import calibrate
+from liveness.evaluate.calibration_report import BASELINE, SKEW_FILE
 from liveness.evaluate.scoring import SCORE_NAMES
 from liveness.evaluate.thresholds import choose_threshold
 from liveness.model.factory import build_generator

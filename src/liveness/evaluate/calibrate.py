@@ -27,24 +27,31 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
+from liveness.bundle.files import load_generator
 from liveness.config import CalibrateParams, Params
 from liveness.data.records import SPOOF
 from liveness.data.shards import ShardDataset, read_manifest
-from liveness.evaluate import plots, skew
+from liveness.evaluate import skew
 from liveness.evaluate.baseline import fit_baseline, score_baseline
+from liveness.evaluate.calibration_report import (
+    BASELINE,
+    CALIBRATION_PER_SPECIES,
+    STATISTICS_FILE,
+    attack_mask,
+    attack_species,
+    write_reports,
+)
 from liveness.evaluate.metrics import bootstrap_ci, metric_report, paired_auc_difference_ci
 from liveness.evaluate.scoring import (
     SCORE_NAMES,
-    decompose,
     fit_score_statistics,
-    load_generator,
     reconstruction_quality,
     score_dataset,
 )
+from liveness.evaluate.selection import select_score
 from liveness.evaluate.thresholds import choose_threshold
-from liveness.io import atomic_write_bytes, atomic_write_json, json_safe
+from liveness.io import json_safe
 from liveness.model.generator import Generator
 from liveness.model.score import ScoreStatistics
 from liveness.runtime import Runtime, resolve_runtime
@@ -53,13 +60,6 @@ CONFIDENCE = 0.95
 CI_METRICS = ("max_apcer", "bpcer", "hter", "acer_non_iso", "eer", "auc", "bpcer20", "bpcer100")
 """Test metrics that get subject-grouped bootstrap CIs, besides the APCER of each species."""
 CALIBRATION_POOLED = ("auc", "eer", "bpcer20", "bpcer100", "max_apcer", "bpcer")
-CALIBRATION_PER_SPECIES = ("auc", "eer", "bpcer20", "bpcer100")
-DECOMPOSITION_SAMPLES = 3  # rows per species in plots/decomposition.png
-ROW_COLUMNS = ("dataset", "split", "record_id", "path", "subject", "label", "species")
-BASELINE = "baseline_iqm_gmm"
-"""The classical peer's column in every table: reported beside the scores, never a candidate for shipping."""
-SKEW_FILE = "skew.md"
-BASELINE_FILE = "baseline.json"
 
 
 def _runtime(device: str) -> Runtime:
@@ -120,22 +120,21 @@ def _scored(generator: Generator, source: _ShardFolder, dataset: ShardDataset, r
     return source.rows(dataset).assign(**scores)
 
 
-def _is_attack(frame: pd.DataFrame) -> np.ndarray:
-    return (frame["label"] == SPOOF).to_numpy()
+def species_counts(calibration: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """Per attack species: (bona fide rows, that species' rows), the two sample sizes of its AUC."""
+    is_attack = attack_mask(calibration)
+    bona_fide = int((~is_attack).sum())
+    return {name: (bona_fide, int((calibration.loc[is_attack, "species"] == name).sum()))
+            for name in attack_species(calibration)}
 
 
-def _attack_species(frame: pd.DataFrame) -> list[str]:
-    return sorted(frame.loc[_is_attack(frame), "species"].unique())
-
-
-STATISTICS_FILE = "score_statistics.json"
 
 
 def freeze_threshold(calibration: pd.DataFrame, settings: CalibrateParams, score: str) -> float:
     """The policy's threshold for ``score`` on the calibration rows ALONE."""
     try:
-        return choose_threshold(settings.policy, calibration[score].to_numpy(), _is_attack(calibration),
-                                calibration["species"].to_numpy(), settings.target, _attack_species(calibration))
+        return choose_threshold(settings.policy, calibration[score].to_numpy(), attack_mask(calibration),
+                                calibration["species"].to_numpy(), settings.target, attack_species(calibration))
     except ValueError as error:
         raise ValueError(
             f"cannot calibrate (calibrate.policy={settings.policy!r}, calibrate.target={settings.target}, "
@@ -146,7 +145,7 @@ def freeze_threshold(calibration: pd.DataFrame, settings: CalibrateParams, score
 def _calibration_table(calibration: pd.DataFrame, settings: CalibrateParams) -> dict[str, dict[str, float]]:
     """Per score (and the baseline, when scored): its own calibrated threshold, pooled metrics, and per-species
     ``CALIBRATION_PER_SPECIES``."""
-    is_attack, species = _is_attack(calibration), calibration["species"].to_numpy()
+    is_attack, species = attack_mask(calibration), calibration["species"].to_numpy()
     table = {}
     for score in [name for name in (*SCORE_NAMES, BASELINE) if name in calibration]:
         threshold = freeze_threshold(calibration, settings, score)
@@ -159,93 +158,12 @@ def _calibration_table(calibration: pd.DataFrame, settings: CalibrateParams) -> 
     return table
 
 
-def _selection_value(row: dict[str, float], rule: str, species: list[str]) -> float:
-    """What ``rule`` maximises for one score's calibration row (NaN counts as the worst)."""
-    values = [row[f"{name}/auc"] for name in species] if rule != "pooled_auc" else [row["auc"]]
-    value = min(values) if values else math.nan
-    return -math.inf if math.isnan(value) else value
-
-
-def _worst_species(row: dict[str, float], species: list[str]) -> str | None:
-    finite = [name for name in species if not math.isnan(row.get(f"{name}/auc", math.nan))]
-    return min(finite, key=lambda name: row[f"{name}/auc"]) if finite else None
-
-
-def _mean_species_auc(row: dict[str, float], species: list[str]) -> float:
-    values = [row.get(f"{name}/auc", math.nan) for name in species]
-    return -math.inf if not values or any(math.isnan(v) for v in values) else float(np.mean(values))
-
-
-def auc_standard_error(auc: float, bona_fide: int, attacks: int) -> float:
-    """Hanley & McNeil (1982): the standard error of an AUC from ``bona_fide`` and ``attacks`` samples."""
-    if bona_fide < 1 or attacks < 1 or math.isnan(auc):
-        return 0.0
-    q1, q2 = auc / (2.0 - auc), 2.0 * auc * auc / (1.0 + auc)
-    variance = (auc * (1.0 - auc) + (attacks - 1) * (q1 - auc * auc) + (bona_fide - 1) * (q2 - auc * auc))
-    return math.sqrt(max(variance, 0.0) / (bona_fide * attacks))
-
-
-def species_counts(calibration: pd.DataFrame) -> dict[str, tuple[int, int]]:
-    """Per attack species: (bona fide rows, that species' rows), the two sample sizes of its AUC."""
-    is_attack = _is_attack(calibration)
-    bona_fide = int((~is_attack).sum())
-    return {name: (bona_fide, int((calibration.loc[is_attack, "species"] == name).sum()))
-            for name in _attack_species(calibration)}
-
-
-def select_score(table: dict[str, dict[str, float]], settings: CalibrateParams, species: list[str],
-                 counts: dict[str, tuple[int, int]] | None = None) -> tuple[str, dict[str, Any]]:
-    """The shipped score and why, from the CALIBRATION table alone (the test split is not an argument).
-
-    ``worst_species_auc_1se`` is the one-standard-error rule (Breiman et al. 1984) on the worst species: every
-    candidate whose worst-species AUC is within one standard error (``auc_standard_error`` with ``counts``) of
-    the best one is as good as the data can tell, and among those the highest mean per-species AUC ships. When
-    one species defeats every score, its AUCs sit near 0.5 and differ by noise; the plain worst-species rule then
-    lets that noise pick the score, whatever it does on the species it does detect.
-    """
-    if settings.score != "auto":
-        return settings.score, {"rule": "fixed", "chosen": settings.score,
-                                "reason": f"calibrate.score is set to {settings.score!r}"}
-    candidates = [name for name in settings.candidates if name in table]
-    if not candidates:
-        raise ValueError(f"none of calibrate.candidates {settings.candidates} was scored; scored: {sorted(table)}")
-    values = {name: _selection_value(table[name], settings.selection, species) for name in candidates}
-
-    def rank(name: str) -> tuple[float, float, int]:
-        pooled = table[name]["auc"]
-        return values[name], -math.inf if math.isnan(pooled) else pooled, -candidates.index(name)
-
-    best = max(candidates, key=rank)
-    what = {"worst_species_auc": "lowest per-species AUC", "pooled_auc": "pooled AUC"}.get(settings.selection)
-    details: dict[str, Any] = {}
-    if settings.selection == "worst_species_auc_1se":
-        worst = _worst_species(table[best], species)
-        bona_fide, attacks = (counts or {}).get(worst, (0, 0)) if worst else (0, 0)
-        error = auc_standard_error(values[best], bona_fide, attacks) if not math.isinf(values[best]) else 0.0
-        eligible = [name for name in candidates if values[name] >= values[best] - error]
-        means = {name: _mean_species_auc(table[name], species) for name in eligible}
-        chosen = max(eligible, key=lambda name: (means[name], *rank(name)[1:]))
-        reason = (f"score: auto with selection worst_species_auc_1se: the best lowest per-species AUC on the "
-                  f"calibration split is `{best}`'s ({values[best]:.4f}, on {worst}); within one standard error "
-                  f"({error:.4f}, Hanley-McNeil, {bona_fide} bona fide, {attacks} attacks) of it are {eligible}, and "
-                  f"`{chosen}` has the highest mean per-species AUC among them ({means[chosen]:.4f}); candidates: "
-                  f"{candidates}")
-        details = {"best_worst_species": best, "standard_error": error, "eligible": eligible,
-                   "mean_species_auc": {name: (None if math.isinf(v) else v) for name, v in means.items()}}
-    else:
-        chosen = best
-        reason = (f"score: auto with selection {settings.selection}: `{chosen}` has the highest {what} on the "
-                  f"calibration split ({values[chosen]:.4f}) among {candidates}")
-    return chosen, {"rule": settings.selection, "chosen": chosen, "reason": reason,
-                    "values": {name: (None if math.isinf(v) else v) for name, v in values.items()}, **details}
-
-
 def _per_species(frame: pd.DataFrame, score: str, threshold: float) -> dict[str, dict[str, float]]:
     """AUC, EER and BPCER100 of ``score`` per attack species (each species against all bona fide rows)."""
-    is_attack, species = _is_attack(frame), frame["species"].to_numpy()
+    is_attack, species = attack_mask(frame), frame["species"].to_numpy()
     scores = frame[score].to_numpy()
     table = {}
-    for name in _attack_species(frame):
+    for name in attack_species(frame):
         keep = ~is_attack | (species == name)
         report = metric_report(scores[keep], is_attack[keep], species[keep], threshold)
         table[name] = {metric: report[metric] for metric in CALIBRATION_PER_SPECIES}
@@ -255,7 +173,7 @@ def _per_species(frame: pd.DataFrame, score: str, threshold: float) -> dict[str,
 def _test_metrics(test: pd.DataFrame, settings: CalibrateParams, score: str, threshold: float, expected: list[str],
                   seed: int) -> dict[str, float]:
     """``metric_report`` at the frozen threshold, with ``<metric>_ci_low``/``_ci_high`` subject-grouped CIs."""
-    arrays = (test[score].to_numpy(), _is_attack(test), test["species"].to_numpy())
+    arrays = (test[score].to_numpy(), attack_mask(test), test["species"].to_numpy())
     report = metric_report(*arrays, threshold, expected_species=expected)
     names = [*CI_METRICS, *(key for key in report if key.startswith("apcer/"))]
     intervals = bootstrap_ci(*arrays, threshold, names, n_resamples=settings.bootstrap_resamples, seed=seed,
@@ -266,50 +184,10 @@ def _test_metrics(test: pd.DataFrame, settings: CalibrateParams, score: str, thr
 
 
 def _counts(frame: pd.DataFrame, prefix: str) -> dict[str, int]:
-    is_attack = _is_attack(frame)
+    is_attack = attack_mask(frame)
     counts = {f"{prefix}/bona_fide": int((~is_attack).sum())}
     counts |= {f"{prefix}/attack/{name}": int(n) for name, n in frame.loc[is_attack, "species"].value_counts().items()}
     return dict(sorted(counts.items()))
-
-
-def _decomposition_rows(test: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """Up to ``DECOMPOSITION_SAMPLES`` random test rows of bona fide, then of each attack species."""
-    rng = np.random.default_rng(seed)
-    groups = [test[~_is_attack(test)]] + [test[_is_attack(test) & (test["species"] == s)] for s in _attack_species(test)]
-    picked = [group.iloc[np.sort(rng.choice(len(group), min(len(group), DECOMPOSITION_SAMPLES), replace=False))]
-              for group in groups if len(group)]
-    return pd.concat(picked)
-
-
-def _decomposition_png(generator: Generator, dataset: ShardDataset, test: pd.DataFrame, runtime: Runtime,
-                       score: str, seed: int, title: str) -> bytes:
-    """The decomposition figure of a few test samples per species (``test`` rows are ``dataset`` items)."""
-    rows = _decomposition_rows(test, seed)
-    crops = torch.stack([dataset[int(position)] for position in rows.index])
-    parts = decompose(generator, crops, runtime)
-    vmax = float(parts["latent_bg_map"].max())
-    grid = plots.decomposition_grid(parts["image"], parts["clear_face"], parts["reconstruction"],
-                                    parts["latent_bg_map"], vmax)
-    labels = [f"{species}\n{score}={value:.3g}" for species, value in zip(rows["species"], rows[score], strict=True)]
-    return plots.decomposition_png(grid, labels, vmax, title)
-
-
-def _write_plots(out: Path, test: pd.DataFrame, score: str, threshold: float, prefix: str) -> None:
-    """ROC, DET and score data (CSV, for DVC) and figures (PNG) of the shipped score on the test split."""
-    scores, is_attack, species = test[score].to_numpy(), _is_attack(test), test["species"].to_numpy()
-    roc, det = plots.roc_points(scores, is_attack), plots.det_points(scores, is_attack)
-    roc_curves, det_curves = {"all attacks (pooled)": roc}, {"all attacks (pooled)": det}
-    for name in _attack_species(test):
-        keep = ~is_attack | (species == name)
-        roc_curves[name] = plots.roc_points(scores[keep], is_attack[keep])
-        det_curves[name] = plots.det_points(scores[keep], is_attack[keep])
-    atomic_write_bytes(out / "roc.csv", roc.to_csv(index=False).encode())
-    atomic_write_bytes(out / "det.csv", det.to_csv(index=False).encode())
-    atomic_write_bytes(out / "scores.csv", plots.score_points(scores, species).to_csv(index=False).encode())
-    atomic_write_bytes(out / "roc.png", plots.roc_png(roc_curves, f"{prefix}ROC, test split, score {score}"))
-    atomic_write_bytes(out / "det.png", plots.det_png(det_curves, f"{prefix}DET, test split, score {score}"))
-    atomic_write_bytes(out / "score_hist.png", plots.score_histogram_png(
-        scores, species, threshold, f"{prefix}scores by species, test split, frozen threshold", score))
 
 
 def _fit_statistics(generator: Generator, live: _ShardFolder, settings: CalibrateParams, runtime: Runtime,
@@ -335,44 +213,6 @@ def _check_holdout(settings: CalibrateParams, spoof: _ShardFolder) -> None:
                          f"(it has {sorted(known)})")
 
 
-SCORE_TABLE_FILE = "calibration_scores.md"
-
-
-def _cell(value: Any) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
-
-
-def score_table_markdown(metrics: dict[str, Any]) -> str:
-    """Every score on the CALIBRATION split (AUC, EER, BPCER100 per species), then the shipped score on test."""
-    table = metrics["calibration"]
-    species = sorted({key.split("/")[0] for row in table.values() for key in row if key.endswith("/auc")})
-    label = "SYNTHETIC data" if metrics.get("data") == "synthetic" else "real data"
-    held_out = ", ".join(metrics.get("holdout_species") or []) or "none"
-    lines = [f"# Scores on the calibration split ({label})", "",
-             f"Held out of calibration (unseen attacks): {held_out}. Shipped: `{metrics['score']}`. "
-             f"{(metrics.get('selection') or {}).get('reason', '')}", "",
-             "| score | pooled AUC | " + " | ".join(f"{s} AUC / EER / BPCER20 / BPCER100" for s in species) + " |",
-             "|---|---|" + "---|" * len(species)]
-    for score, row in table.items():
-        cells = [" / ".join(_cell(row.get(f"{name}/{metric}")) for metric in CALIBRATION_PER_SPECIES) for name in species]
-        lines.append(f"| `{score}` | {_cell(row.get('auc'))} | " + " | ".join(cells) + " |")
-    comparison = metrics.get("comparison") or {}
-    lines += ["", f"## Test split, shipped score `{metrics['score']}` only", "",
-              f"`{BASELINE}` is the classical one-class peer (IQM + GMM, Nikisins et al. 2018) on the same rows; it "
-              "never ships. *Beats* means the paired subject-bootstrap CI of the AUC difference lies above 0.", "",
-              "| species | AUC | EER | BPCER20 | BPCER100 | unseen | baseline AUC | AUC − baseline [95% CI] | beats |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for name, row in (metrics.get("test_per_species") or {}).items():
-        versus = comparison.get(name) or {}
-        interval = (f"{_cell(versus.get('difference'))} [{_cell(versus.get('ci_low'))}, {_cell(versus.get('ci_high'))}]"
-                    if versus else "n/a")
-        beats = "n/a" if not versus else ("yes" if versus.get("beats") else "no")
-        lines.append(f"| {name} | {_cell(row.get('auc'))} | {_cell(row.get('eer'))} | {_cell(row.get('bpcer20'))} "
-                     f"| {_cell(row.get('bpcer100'))} | {'yes' if row.get('unseen') else 'no'} "
-                     f"| {_cell(versus.get('baseline_auc'))} | {interval} | {beats} |")
-    return "\n".join(lines) + "\n"
-
-
 def _fit_baseline(live_train: ShardDataset, settings: CalibrateParams, seed: int):
     """The classical baseline fitted on the live training crops, or None and why not."""
     if not settings.baseline:
@@ -388,9 +228,9 @@ def _comparison(test: pd.DataFrame, score: str, settings: CalibrateParams, seed:
     """Per test species: the shipped score's AUC against the baseline's, with a paired subject-bootstrap CI."""
     if BASELINE not in test:
         return {}
-    is_attack, species = _is_attack(test), test["species"].to_numpy()
+    is_attack, species = attack_mask(test), test["species"].to_numpy()
     table = {}
-    for name in _attack_species(test):
+    for name in attack_species(test):
         keep = ~is_attack | (species == name)
         difference, low, high = paired_auc_difference_ci(
             test.loc[keep, score].to_numpy(), test.loc[keep, BASELINE].to_numpy(), is_attack[keep],
@@ -457,7 +297,7 @@ def calibrate(params: Params) -> dict[str, Any]:
     # Held-out species never reach selection or the threshold: they stand for attacks nobody has seen.
     calibration = scored[~scored["species"].isin(settings.holdout_species)].reset_index(drop=True)
     calibration_table = _calibration_table(calibration, settings)
-    score, selection = select_score(calibration_table, settings, _attack_species(calibration),
+    score, selection = select_score(calibration_table, settings, attack_species(calibration),
                                     species_counts(calibration))
     threshold = freeze_threshold(calibration, settings, score)
     baseline_threshold = freeze_threshold(calibration, settings, BASELINE) if baseline is not None else math.nan
@@ -465,7 +305,7 @@ def calibrate(params: Params) -> dict[str, Any]:
     # Score and threshold are frozen: only now is the test split opened.
     test_dataset = spoof.split(settings.test_split, "calibrate.test_split")
     test = _scored(generator, spoof, test_dataset, runtime, settings.batch_size, statistics, baseline)
-    expected = sorted(set(_attack_species(calibration)) | set(_attack_species(test)))
+    expected = sorted(set(attack_species(calibration)) | set(attack_species(test)))
     per_species = _per_species(test, score, threshold)
     for name, row in per_species.items():
         row["unseen"] = name in settings.holdout_species
@@ -500,19 +340,7 @@ def calibrate(params: Params) -> dict[str, Any]:
         "statistics": {"file": STATISTICS_FILE, "split": settings.statistics_split, "samples": statistics.samples},
     })
 
-    out = Path(settings.report_dir)
-    prefix = plots.title_prefix(synthetic)
-    _write_plots(out / "plots", test, score, threshold, prefix)
-    atomic_write_bytes(out / "plots" / "decomposition.png", _decomposition_png(
-        generator, test_dataset, test, runtime, score, seed,
-        f"{prefix}decomposition of test samples (shared map scale)"))
-    every = pd.concat([scored, test], ignore_index=True)
-    every = every[[*ROW_COLUMNS, *(name for name in (*SCORE_NAMES, BASELINE) if name in every)]]
-    atomic_write_bytes(out / "scores.csv", every.to_csv(index=False).encode())
-    atomic_write_json(out / STATISTICS_FILE, statistics.to_json())
-    atomic_write_bytes(out / SCORE_TABLE_FILE, score_table_markdown(metrics).encode())
-    atomic_write_bytes(out / SKEW_FILE, skew_report.encode())
-    # Always written (a declared DVC output): the fitted mixture, or why there is none.
-    atomic_write_json(out / BASELINE_FILE, baseline.to_json() if baseline is not None else {"skipped": baseline_note})
-    atomic_write_json(out / "metrics.json", metrics)
+    write_reports(Path(settings.report_dir), metrics, generator, runtime, scored, test, test_dataset,
+                  statistics.to_json(), baseline.to_json() if baseline is not None else {"skipped": baseline_note},
+                  skew_report, seed)
     return metrics

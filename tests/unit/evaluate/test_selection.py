@@ -5,7 +5,7 @@ import math
 import pytest
 
 from liveness.config import CalibrateParams, parse_params
-from liveness.evaluate.calibrate import select_score
+from liveness.evaluate.selection import select_score
 from liveness.model.score import SCORE_NAMES
 
 SPECIES = ["print", "replay"]
@@ -100,7 +100,7 @@ def test_auc_standard_error_matches_the_spread_of_simulated_aucs():
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    from liveness.evaluate.calibrate import auc_standard_error
+    from liveness.evaluate.selection import auc_standard_error
 
     rng = np.random.default_rng(0)
     labels = np.r_[np.zeros(50), np.ones(30)]
