@@ -104,7 +104,7 @@ def test_register_promote_and_predict_through_a_team_server(team_server, tmp_pat
 
         # Artifacts went to the server's store, none to the project folder.
         served = team_server["dir"] / "art"
-        for artifact in ("MLmodel", "generator.pt", "model_card.md", "code/liveness/registry/predictor.py"):
+        for artifact in ("MLmodel", "generator.pt", "model_card.md", "code/liveness/bundle/predictor.py"):
             assert list(served.rglob(artifact)), artifact
         assert not (project / "mlruns").exists() and not (project / "mlartifacts").exists()
         assert not (project / "mlflow.db").exists()

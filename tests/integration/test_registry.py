@@ -74,7 +74,7 @@ def test_logged_model_carries_the_package_source(store, tmp_path):
     model = Path(mlflow.artifacts.download_artifacts("models:/liveness/1", dst_path=str(tmp_path)))
     code = model / "code" / "liveness"
     source = Path(liveness.__file__).parent
-    for module in ("__init__.py", "config.py", "registry/predictor.py", "registry/pyfunc_model.py",
+    for module in ("__init__.py", "config.py", "bundle/predictor.py", "registry/pyfunc_model.py",
                    "data/faces.py", "evaluate/scoring.py", "model/score.py"):
         assert (code / module).read_text() == (source / module).read_text(), module
     assert not list(code.rglob("__pycache__"))
