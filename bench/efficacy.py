@@ -7,6 +7,7 @@ loads, and prints one JSON object. Everything it measures is on SYNTHETIC data a
     .venv/bin/python bench/efficacy.py                     # CPU: small profile, 64 px, whole run <= --budget-min
     .venv/bin/python bench/efficacy.py --device cuda       # GPU: patent profile, 128 px, in 10 minutes
     .venv/bin/python bench/efficacy.py --identities 200 --spoof-subjects 20 --budget-min 10   # a quick look
+    .venv/bin/python bench/efficacy.py --recalibrate      # same workspace and options: new scores, same training
 
 The training length is set from a measured throughput so the whole run fits the budget: a short probe run
 times the training step, and the epochs are what the time left after data and before calibration allows.
@@ -61,6 +62,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="extra params override (dotted key, YAML value), e.g. --set train.lr=0.001; repeatable")
     parser.add_argument("--fresh", action="store_true", help="delete the workspace first (default: reuse its data)")
+    parser.add_argument("--recalibrate", action="store_true",
+                        help="keep the workspace's trained model (runs/train) and rerun only calibration and the "
+                             "tables: for a change of the scores, not of training. The JSON's train figures are "
+                             "that training's, and training_reused says so")
     return parser.parse_args(argv)
 
 
@@ -217,6 +222,50 @@ def summary_keys(metrics: dict[str, Any], table: dict, train: dict, wall_s: floa
     }
 
 
+def _train(params, arguments: argparse.Namespace, workspace: Path, run_dir: Path, budget_s: float, started: float,
+           timed) -> tuple[Any, dict]:
+    """Train from scratch for the epochs the budget allows (or ``--epochs``); (params with those epochs, summary)."""
+    from liveness.config import parse_params
+    from liveness.train.stage import training_dataset, validation_crops
+    from liveness.train.trainer import Trainer
+
+    dataset, description = training_dataset(params)
+    validation, validation_description = validation_crops(params)
+    _log(f"training data: {description}; reconstruction logged on {validation_description}")
+    if arguments.epochs:
+        epochs = arguments.epochs
+    else:
+        images_per_second = timed("probe", lambda: _throughput(params, dataset, workspace))
+        left = budget_s - (time.perf_counter() - started) - CALIBRATION_RESERVE_S[arguments.device]
+        epochs = max(1, math.floor(left * images_per_second / len(dataset)))
+        _log(f"{images_per_second:.1f} img/s measured; {left:.0f} s left for training: {epochs} epochs")
+    params = parse_params(params.model_dump(mode="json") | {
+        "train": params.train.model_dump(mode="json") | {"epochs": epochs}}, "benchmark params")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    result = timed("train", lambda: Trainer(params, run_dir, progress=False).fit(dataset, resume=False,
+                                                                              validation=validation))
+    train_summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
+    train_summary |= {"images_seen": result.images_seen, "images_per_second": result.images_per_second,
+                      "seconds": result.seconds, "epochs": result.epochs, "steps": result.steps}
+    return params, train_summary
+
+
+def _trained(run_dir: Path, params) -> tuple[Any, dict]:
+    """``--recalibrate``: the workspace's finished training and its summary, checked against this run's params."""
+    from liveness.config import parse_params
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    trained = summary.get("params", {})
+    for section in ("model", "identity", "loss"):
+        if section in trained and trained[section] != params.model_dump(mode="json")[section]:
+            raise SystemExit(f"--recalibrate: {run_dir} was trained with other {section} params than this run's; "
+                             "pass the same options as that run, or train again")
+    if "train" in trained:  # the epochs the budget chose then, so the card and JSON say what was trained
+        params = parse_params(params.model_dump(mode="json") | {"train": trained["train"]}, "benchmark params")
+    _log(f"reusing the training in {run_dir}: {summary.get('epochs')} epochs, {summary.get('images_seen')} images")
+    return params, summary
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -225,9 +274,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     budget_s = 60 * (arguments.budget_min or (10.0 if arguments.device == "cuda" else 60.0))
     started = time.perf_counter()
     workspace = arguments.workspace.resolve()
+    if arguments.fresh and arguments.recalibrate:
+        raise SystemExit("--fresh deletes the training that --recalibrate reuses: pass one of them")
     if arguments.fresh:
         shutil.rmtree(workspace, ignore_errors=True)
     workspace.mkdir(parents=True, exist_ok=True)
+    run_dir = workspace / "runs/train"
+    if arguments.recalibrate and not ((run_dir / "summary.json").is_file() and (run_dir / "generator.pt").is_file()):
+        raise SystemExit(f"--recalibrate needs a finished training in {run_dir} (summary.json and generator.pt); "
+                         "run the benchmark once without it")
 
     from liveness.config import parse_params
     from liveness.data.stage import LIVE_KIND, SPOOF_KIND, generate_demo, run_curation
@@ -236,8 +291,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from liveness.io import json_safe
     from liveness.model.score import SCORE_NAMES
     from liveness.registry.register import bundle_config
-    from liveness.train.stage import training_dataset, validation_crops
-    from liveness.train.trainer import Trainer
 
     raw = workspace_params(arguments, workspace)
     params = parse_params(raw, "benchmark params")
@@ -252,37 +305,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         _log(f"{name} done in {timings[name]:.0f} s")
         return value
 
-    timed("demo_data", lambda: generate_demo(params, progress=False, workers=os.cpu_count() or 1))
     curated = workspace / "data/curated/manifest.parquet"
     spoof_manifest = workspace / "data/spoof/manifest.parquet"
     stamp = workspace / "data/curated.params.json"
     wanted = json.dumps({"curate": raw["curate"], "spoof": raw["spoof"], "demo": raw["demo"]}, sort_keys=True)
     if not (curated.is_file() and spoof_manifest.is_file() and stamp.is_file() and stamp.read_text() == wanted):
+        # the raw images only feed curation: a workspace curated with these params skips both
+        timed("demo_data", lambda: generate_demo(params, progress=False, workers=os.cpu_count() or 1))
         timed("curate", lambda: run_curation(params.curate, LIVE_KIND, params.base.seed, workspace / "reports/curation",
                                              progress=False))
         timed("prepare_spoof", lambda: run_curation(params.spoof, SPOOF_KIND, params.base.seed,
                                                     workspace / "reports/spoof", progress=False))
         stamp.write_text(wanted)
 
-    dataset, description = training_dataset(params)
-    validation, validation_description = validation_crops(params)
-    _log(f"training data: {description}; reconstruction logged on {validation_description}")
-    if arguments.epochs:
-        epochs = arguments.epochs
+    if arguments.recalibrate:
+        params, train_summary = _trained(run_dir, params)
     else:
-        images_per_second = timed("probe", lambda: _throughput(params, dataset, workspace))
-        left = budget_s - (time.perf_counter() - started) - CALIBRATION_RESERVE_S[arguments.device]
-        epochs = max(1, math.floor(left * images_per_second / len(dataset)))
-        _log(f"{images_per_second:.1f} img/s measured; {left:.0f} s left for training: {epochs} epochs")
-    params = parse_params(params.model_dump(mode="json") | {
-        "train": params.train.model_dump(mode="json") | {"epochs": epochs}}, "benchmark params")
-    run_dir = workspace / "runs/train"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    result = timed("train", lambda: Trainer(params, run_dir, progress=False).fit(dataset, resume=False,
-                                                                              validation=validation))
-    train_summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
-    train_summary |= {"images_seen": result.images_seen, "images_per_second": result.images_per_second,
-                      "seconds": result.seconds, "epochs": result.epochs, "steps": result.steps}
+        params, train_summary = _train(params, arguments, workspace, run_dir, budget_s, started, timed)
 
     metrics = timed("calibrate", lambda: calibrate(params))
     bundle = write_bundle(workspace / "bundle", run_dir / GENERATOR_WEIGHTS,
@@ -300,6 +339,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "timings_s": timings,
         "train": {key: train_summary.get(key) for key in ("epochs", "steps", "images_seen", "images_per_second",
                                                           "seconds", "losses_used", "reconstruction")},
+        "training_reused": bool(arguments.recalibrate),
         "calibration": metrics["calibration"],
         "selection": metrics["selection"],
         "threshold": metrics["threshold"],

@@ -113,3 +113,23 @@ def test_summary_mean_and_std_over_seeds():
     row = summary_table(runs)["baseline"]
     mean, std = row["calibration"]["pixel"]["worst_species_auc"]
     assert mean == pytest.approx(0.7) and std == pytest.approx(np.std([0.5, 0.7, 0.9], ddof=1))
+
+
+def test_recalibrate_reuses_each_runs_model(sweep, project, tmp_path):
+    """--recalibrate: the same weights (no training), calibration again, the table rewritten and tagged."""
+    import os
+
+    weights = project / "out" / "baseline" / "seed0" / "train" / "generator.pt"
+    before = (weights.read_bytes(), weights.stat().st_mtime_ns)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    try:
+        table = run_ablations(project / "params.yaml", ["baseline"], [0], project / "out", bootstrap_resamples=5,
+                              recalibrate=True)
+        runs = mlflow.search_runs(experiment_names=[EXPERIMENT])
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI")
+    assert (weights.read_bytes(), weights.stat().st_mtime_ns) == before
+    assert table["baseline"]["seeds"] == [0] and set(runs["tags.recalibrated"]) == {"true"}
+    assert "--recalibrate" in json.loads((project / "out" / "ablations.json").read_text())["command"]
+    with pytest.raises(FileNotFoundError, match="no trained model"):
+        run_ablations(project / "params.yaml", ["baseline"], [5], project / "out", recalibrate=True)

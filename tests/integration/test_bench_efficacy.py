@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -15,20 +16,27 @@ SUMMARY_KEYS = {"shipped_score", "test_auc", "unseen_species", "baseline_test_au
                 "images_seen", "wall_s", "bundle", "synthetic"}
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    workspace = tmp_path_factory.mktemp("efficacy")
-    command = [sys.executable, "bench/efficacy.py", "--workspace", str(workspace), "--identities", "70",
-               "--images-per-identity", "1", "--spoof-subjects", "4", "--per-species", "1", "--live-per-subject", "2",
-               "--profile", "tiny", "--size", "32", "--epochs", "1", "--bootstrap", "10",
-               "--set", "train.num_workers=0", "--set", "curate.runner.kind=sequential",
-               "--set", "spoof.runner.kind=sequential"]
+TOY = ["--identities", "70", "--images-per-identity", "1", "--spoof-subjects", "4", "--per-species", "1",
+       "--live-per-subject", "2", "--profile", "tiny", "--size", "32", "--epochs", "1", "--bootstrap", "10",
+       "--set", "train.num_workers=0", "--set", "curate.runner.kind=sequential",
+       "--set", "spoof.runner.kind=sequential"]
+
+
+def _bench(workspace, *extra: str) -> tuple[dict, str]:
+    command = [sys.executable, "bench/efficacy.py", "--workspace", str(workspace), *TOY, *extra]
     completed = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900,
-                               env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert completed.returncode == 0, completed.stderr[-3000:]
     lines = completed.stdout.strip().splitlines()
     assert len(lines) == 1, "stdout holds one JSON object on one line"
-    return workspace, json.loads(lines[0]), completed.stderr
+    return json.loads(lines[0]), completed.stderr
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    workspace = tmp_path_factory.mktemp("efficacy")
+    result, stderr = _bench(workspace)
+    return workspace, result, stderr
 
 
 def test_last_line_holds_the_documented_keys(report):
@@ -61,3 +69,23 @@ def test_the_bundle_scores_with_liveness_predict(report):
     row = json.loads(completed.stdout.strip().splitlines()[0])
     assert row["trained_on"] == "synthetic" and row["label"] in ("live", "spoof", "no_face")
     assert "SYNTHETIC" in completed.stderr
+
+
+def test_recalibrate_keeps_the_trained_model_and_reruns_calibration(report):
+    """--recalibrate: no data generation, curation or training; the same weights, calibrated again."""
+    workspace, first, _ = report
+    weights = workspace / "runs/train/generator.pt"
+    before = (weights.read_bytes(), weights.stat().st_mtime_ns)
+    second, stderr = _bench(workspace, "--recalibrate")
+    assert (weights.read_bytes(), weights.stat().st_mtime_ns) == before
+    assert second["training_reused"] is True and first["training_reused"] is False
+    assert set(second["timings_s"]) == {"calibrate", "test_table"}, "nothing but calibration ran"
+    assert second["images_seen"] == first["images_seen"] and "reusing the training" in stderr
+    assert second["test_per_score"].keys() == first["test_per_score"].keys()
+
+
+def test_recalibrate_refuses_a_workspace_without_a_training(tmp_path):
+    completed = subprocess.run([sys.executable, "bench/efficacy.py", "--workspace", str(tmp_path), *TOY,
+                                "--recalibrate"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert completed.returncode != 0 and "needs a finished training" in completed.stderr

@@ -190,7 +190,8 @@ class Predictor:
             return self.onnx_scorer.score_crops(np.stack(crops)).astype(np.float64).tolist()
         batch = from_uint8(torch.from_numpy(np.stack(crops)).to(self.device))
         output = self.generator(batch, with_clear_face=False)
-        return score_components(batch, output, self.config.statistics)[self.config.score].float().cpu().tolist()
+        score = self.config.score
+        return score_components(batch, output, self.config.statistics, only=score)[score].float().cpu().tolist()
 
 
 def _as_rgb(item: bytes | np.ndarray, source: str) -> tuple[np.ndarray, str]:

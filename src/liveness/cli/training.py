@@ -124,6 +124,7 @@ def ablate(
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs of the baseline (default train.epochs); half/double_training scale it.")] = None,
     out: Annotated[Path, typer.Option(help="Folder for each run and ablations.json / ablations.md.")] = Path("reports/ablations"),
     bootstrap_resamples: Annotated[int, typer.Option(help="Bootstrap resamples of each run's test CIs (small: the table uses AUCs).")] = 50,
+    recalibrate: Annotated[bool, typer.Option(help="Keep each run's trained model (from an earlier ablate with the same --out) and only calibrate again: for a change of the scores, not of training.")] = False,
 ) -> None:
     """Train and calibrate each ablation row for each seed on the curated data; every run is an MLflow run.
 
@@ -142,7 +143,7 @@ def ablate(
     if unknown or not names:
         _fail(f"unknown ablations {unknown or names}; choose from {', '.join(ABLATIONS)} or 'all'")
     try:
-        run_ablations(params_path, names, seed_list, out, epochs, bootstrap_resamples,
+        run_ablations(params_path, names, seed_list, out, epochs, bootstrap_resamples, recalibrate=recalibrate,
                       on_run=lambda r: console.print(f"{r.row} seed {r.seed}: shipped {r.shipped_score}, test AUC "
                                                      + ", ".join(f"{k} {v:.3f}" for k, v in r.test_per_species.items())))
     except (ConfigError, FileNotFoundError, ValueError) as error:

@@ -89,8 +89,9 @@ def _summarise(metrics: dict[str, Any]) -> tuple[dict[str, dict[str, float]], di
 
 
 def run_one(params_path: Path, row: str, seed: int, out_dir: Path, epochs: int | None,
-            bootstrap_resamples: int, progress: bool = False) -> RunResult:
-    """Train and calibrate one (row, seed) under ``out_dir/row/seed<seed>``; an MLflow run records it."""
+            bootstrap_resamples: int, progress: bool = False, recalibrate: bool = False) -> RunResult:
+    """Train and calibrate one (row, seed) under ``out_dir/row/seed<seed>``; an MLflow run records it.
+    ``recalibrate``: keep that folder's trained model and only calibrate again (after a change of the scores)."""
     import mlflow
 
     from liveness.evaluate.calibrate import calibrate
@@ -105,17 +106,22 @@ def run_one(params_path: Path, row: str, seed: int, out_dir: Path, epochs: int |
     overrides |= {"base.seed": seed, "calibrate.model_dir": str(run_dir), "calibrate.report_dir": str(report_dir),
                   "calibrate.score": "auto", "calibrate.bootstrap_resamples": bootstrap_resamples}
     params = load_params(params_path, overrides)
-    dataset, _ = training_dataset(params)
+    if recalibrate and not (run_dir / "generator.pt").is_file():
+        raise FileNotFoundError(f"--recalibrate: no trained model in {run_dir}; run {row} seed {seed} without it "
+                                "first")
     mlflow.set_tracking_uri(tracking_uri(None))
     use_experiment(EXPERIMENT, mlflow.get_tracking_uri())
     synthetic = _is_synthetic(params)
-    tags = {"ablation": row, "seed": str(seed), "data": "synthetic" if synthetic else "real", "stage": "ablation"}
+    tags = {"ablation": row, "seed": str(seed), "data": "synthetic" if synthetic else "real", "stage": "ablation",
+            "recalibrated": str(recalibrate).lower()}
     with mlflow.start_run(run_name=f"{row}-seed{seed}", tags=tags):
         mlflow.log_params({f"override.{key}": value for key, value in overrides.items()
                            if not key.startswith("calibrate.")})
-        if run_dir.exists():
-            shutil.rmtree(run_dir)  # an ablation run always trains from scratch
-        Trainer(params, run_dir, progress=progress).fit(dataset, resume=False)
+        if not recalibrate:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)  # an ablation run always trains from scratch
+            dataset, _ = training_dataset(params)
+            Trainer(params, run_dir, progress=progress).fit(dataset, resume=False)
         metrics = calibrate(params)
         calibration, test = _summarise(metrics)
         for score, values in calibration.items():
@@ -195,7 +201,7 @@ def markdown(table: dict[str, Any], synthetic: bool, command: str) -> str:
 
 def run_ablations(params_path: Path, rows: list[str], seeds: list[int], out_dir: Path, epochs: int | None = None,
                   bootstrap_resamples: int = 50,
-                  on_run: Callable[[RunResult], None] | None = None) -> dict[str, Any]:
+                  on_run: Callable[[RunResult], None] | None = None, recalibrate: bool = False) -> dict[str, Any]:
     """Every (row, seed), seed by seed; writes ``out_dir/ablations.json`` and ``ablations.md`` after each run (so
     an interrupted sweep keeps what it finished, every row at the same seeds) and returns the summary table."""
     out_dir = Path(out_dir)
@@ -205,11 +211,12 @@ def run_ablations(params_path: Path, rows: list[str], seeds: list[int], out_dir:
         raise KeyError(f"unknown ablations {unknown}; choose from {sorted(ABLATIONS)}")
     synthetic = _is_synthetic(load_params(params_path))
     command = (f"liveness ablate --params {params_path} --rows {','.join(rows)} "
-               f"--seeds {','.join(map(str, seeds))}" + (f" --epochs {epochs}" if epochs else ""))
+               f"--seeds {','.join(map(str, seeds))}" + (f" --epochs {epochs}" if epochs else "")
+               + (" --recalibrate" if recalibrate else ""))
     table: dict[str, Any] = {}
     for seed in seeds:  # seed by seed: an interrupted sweep holds every row at the seeds it finished
         for row in rows:
-            result = run_one(params_path, row, seed, out_dir, epochs, bootstrap_resamples)
+            result = run_one(params_path, row, seed, out_dir, epochs, bootstrap_resamples, recalibrate=recalibrate)
             results.append(result)
             if on_run is not None:
                 on_run(result)

@@ -159,6 +159,13 @@ class TestEveryScoreIsBatchIndependent:
         for name in SCORE_NAMES:
             torch.testing.assert_close(torch.cat([item[name] for item in alone]), in_batch[name], rtol=1e-5, atol=1e-6)
             assert in_batch[name].std() > 0, name
+        for name in SCORE_NAMES:  # serving asks for one score: the same value, and nothing it did not ask for
+            with torch.no_grad():
+                only = score_components(images, generator(images, with_clear_face=False), statistics, only=name)
+            torch.testing.assert_close(only[name], in_batch[name])
+            expected = {name} | (set(statistics.fusion) | {"fused", "deviation"} if name in ("fused", "deviation")
+                                 else set())
+            assert set(only) == expected, name
 
 
 class TestLocalisedAndScaleFreeScores:
@@ -233,6 +240,71 @@ class TestFeatureGaussian:
                                      feature_precision=tuple(tuple(r) for r in torch.linalg.inv(covariance).tolist()))
         together, apart = torch.tensor([[1.0, 1.0]]), torch.tensor([[1.0, -1.0]])
         assert feature_gaussian_score(apart, statistics).item() > 10 * feature_gaussian_score(together, statistics).item()
+
+    def test_statistics_fitted_on_fewer_features_score_their_leading_ones(self):
+        """A bundle calibrated before colour_consistency_features (44 features) still scores with its 44."""
+        statistics = ScoreStatistics((1.0,), feature_mean=(0.0, 0.0), feature_scale=(1.0, 1.0),
+                                     feature_precision=((1.0, 0.0), (0.0, 1.0)))
+        features = torch.tensor([[1.0, 1.0, 100.0]])
+        assert feature_gaussian_score(features, statistics).item() == pytest.approx(1.0)
+
+
+def _face_crop(size=64, seed=0):
+    """A flat 'skin' crop with mild texture: one skin colour everywhere, as the consistency features assume."""
+    generator = torch.Generator().manual_seed(seed)
+    skin = torch.tensor([0.55, 0.15, -0.05]).view(1, 3, 1, 1)
+    return (skin + 0.03 * torch.randn(1, 3, size, size, generator=generator)).clamp(-1, 1)
+
+
+def _desaturate_face_parts(image, amount=0.4):
+    """What a worn print does to the face interior: towards grey; the forehead above the cut stays as it was."""
+    from liveness.model.score import FACE_PARTS
+
+    out = image.clone()
+    size = image.shape[-1]
+    for top, bottom, left, right in FACE_PARTS.values():
+        window = (..., slice(round(top * size), round(bottom * size)), slice(round(left * size), round(right * size)))
+        part = out[window]
+        grey = part.mean(dim=1, keepdim=True)
+        out[window] = grey + (1 - amount) * (part - grey)
+    return out
+
+
+class TestColourConsistencyFeatures:
+    def test_shape_and_count(self):
+        from liveness.model.score import CONSISTENCY_FEATURES, FEATURE_COUNT, colour_consistency_features
+
+        image = _face_crop()
+        assert colour_consistency_features(image, image).shape == (1, CONSISTENCY_FEATURES) == (1, 12)
+        assert residual_features(image.repeat(2, 1, 1, 1), image.repeat(2, 1, 1, 1)).shape == (2, FEATURE_COUNT)
+        assert FEATURE_COUNT == 56
+
+    def test_zero_when_the_network_rebuilds_the_input(self):
+        from liveness.model.score import colour_consistency_features
+
+        image = _desaturate_face_parts(_face_crop())
+        assert colour_consistency_features(image, image).abs().max().item() == 0.0
+
+    def test_a_face_interior_paler_than_its_forehead_shows_when_the_rebuild_keeps_one_skin(self):
+        """Saturation is every 4th feature; a live-looking rebuild (one skin) against a print-faced input."""
+        from liveness.model.score import colour_consistency_features
+
+        live = _face_crop()
+        masked = _desaturate_face_parts(live)
+        saturation = slice(3, None, 4)
+        against_live = colour_consistency_features(masked, live)[0, saturation]
+        assert (against_live < -0.05).all(), against_live
+        assert colour_consistency_features(live, live)[0, saturation].abs().max().item() < 1e-6
+
+    def test_a_uniform_colour_cast_cancels(self):
+        """A whole-crop cast (white balance) is not an attack cue: parts and forehead move together."""
+        from liveness.model.score import colour_consistency_features
+
+        live = _face_crop()
+        cast = (live + torch.tensor([0.1, 0.0, -0.1]).view(1, 3, 1, 1)).clamp(-1, 1)
+        features = colour_consistency_features(cast, live)[0]
+        luminance_and_opponents = [i for i in range(12) if i % 4 != 3]
+        assert features[luminance_and_opponents].abs().max().item() < 0.02
 
 
 def pixel_mean(image, reference=None):
