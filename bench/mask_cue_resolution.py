@@ -5,7 +5,8 @@ recapture attacks reach 0.98. This bench tests one cause: the mask differs from 
 face, by print texture (dots 2-3.2 px apart in the source), which the aligned crop's downscaling removes. For
 the same identity and the same scene draws, it renders the live capture and the masked one, crops both the way
 curation does (MTCNN-free: the generator's exact landmarks, the same aligner), and measures one texture
-statistic (mean |I - blur(I)| of the central face region, grey) at each crop size. The AUC of that one
+statistic (mean |I - blur(I)| of the central face region, grey) at each crop size, and one colour statistic
+(the cheeks' HSV saturation minus the forehead's, which survives downscaling). The AUC of that one
 statistic, mask vs live, says how much of the cue survives each size; at the source resolution it is read
 from the mask's own region.
 
@@ -32,6 +33,21 @@ def texture(image: np.ndarray) -> float:
     return float(np.abs(grey - cv2.GaussianBlur(grey, (0, 0), 1.0)).mean())
 
 
+def saturation_contrast(crop: np.ndarray) -> float:
+    """HSV saturation of the cheeks minus that of the forehead, in an aligned crop (the regions of
+    ``liveness.model.score.FACE_PARTS`` and ``FOREHEAD``): ink on paper is paler than the live skin above the cut."""
+    from liveness.model.score import FACE_PARTS, FOREHEAD
+
+    saturation = cv2.cvtColor(crop, cv2.COLOR_RGB2HSV)[..., 1].astype(np.float32)
+    side = crop.shape[0]
+
+    def mean(box: tuple[float, float, float, float]) -> float:
+        top, bottom, left, right = (round(v * side) for v in box)
+        return float(saturation[top:max(bottom, top + 1), left:max(right, left + 1)].mean())
+
+    return mean(FACE_PARTS["cheeks"]) - mean(FOREHEAD)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--identities", type=int, default=80, help="Identities (one live and one masked capture each).")
@@ -49,6 +65,8 @@ def main(argv: list[str] | None = None) -> dict:
     size = (args.source_size, args.source_size)
     live_stats: dict[str, list[float]] = {"source": [], **{str(s): [] for s in args.crop_sizes}}
     mask_stats: dict[str, list[float]] = {key: [] for key in live_stats}
+    live_colour: dict[str, list[float]] = {str(s): [] for s in args.crop_sizes}
+    mask_colour: dict[str, list[float]] = {key: [] for key in live_colour}
     face_sides = []
     for index in range(args.identities):
         traits = identity_traits(args.seed, index)
@@ -64,12 +82,16 @@ def main(argv: list[str] | None = None) -> dict:
         face_sides.append(float(np.ptp(landmarks[:, 0])))
         for side in args.crop_sizes:
             centre = slice(side // 4, side - side // 4)  # the face, inside the background context
-            live_stats[str(side)].append(texture(align_and_crop(live, face, side, args.context).image[centre, centre]))
-            mask_stats[str(side)].append(texture(align_and_crop(masked, face, side, args.context).image[centre, centre]))
+            live_crop = align_and_crop(live, face, side, args.context).image
+            mask_crop = align_and_crop(masked, face, side, args.context).image
+            live_stats[str(side)].append(texture(live_crop[centre, centre]))
+            mask_stats[str(side)].append(texture(mask_crop[centre, centre]))
+            live_colour[str(side)].append(saturation_contrast(live_crop))
+            mask_colour[str(side)].append(saturation_contrast(mask_crop))
 
-    def auc(key: str) -> float:
-        labels = [0] * len(live_stats[key]) + [1] * len(mask_stats[key])
-        return round(float(roc_auc_score(labels, live_stats[key] + mask_stats[key])), 3)
+    def auc(key: str, live_values=live_stats, mask_values=mask_stats) -> float:
+        labels = [0] * len(live_values[key]) + [1] * len(mask_values[key])
+        return round(float(roc_auc_score(labels, live_values[key] + mask_values[key])), 3)
 
     result = {
         "synthetic": True,
@@ -78,6 +100,9 @@ def main(argv: list[str] | None = None) -> dict:
         "context": args.context,
         "median_landmark_span_px": round(float(np.median(face_sides)), 1),
         "texture_auc_mask_vs_live": {key: auc(key) for key in live_stats},
+        # masks are paler in the cheeks: the AUC of the negated contrast, i.e. "less saturated than the forehead"
+        "saturation_contrast_auc_mask_vs_live": {key: round(1 - auc(key, live_colour, mask_colour), 3)
+                                                 for key in live_colour},
         "texture_median": {key: {"live": round(float(np.median(live_stats[key])), 3),
                                  "mask": round(float(np.median(mask_stats[key])), 3)} for key in live_stats},
         "wall_s": round(time.perf_counter() - start, 1),
