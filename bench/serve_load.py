@@ -15,7 +15,9 @@ so that other work on the machine weighs on all alike; each configuration gets `
 request time went (``phase_share``, from the servers' ``liveness_phase_duration_seconds`` metric): queue (waiting
 for a worker thread), decode (worker time outside predict's detect and score: decoding the upload), detect
 (MTCNN, face policy, aligned crop), score (the network) and http (reading, parsing and answering);
-``work_share`` splits the worker threads' time alone into decode, detect and score. ``ratio_requests_per_s``
+``work_share`` splits the worker threads' time alone into decode, detect and score; ``server_cpu_ms_per_request``
+and ``client_cpu_ms_per_request`` (from /proc) say what a request costs the machine, and
+``cpu_bound_requests_per_s`` the rate all cores could sustain at that cost. ``ratio_requests_per_s``
 is new / old (what the settings alone gain), ``ratio_to_former`` new / former (the whole change).
 
 With ``--model`` one started server serves that model; with ``--url`` the script loads a running server.
@@ -180,12 +182,16 @@ class Sample:
     labels: Counter = field(default_factory=Counter)
     elapsed_s: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)  # server-side seconds summed over the slices
+    server_cpu_s: float = 0.0  # CPU seconds the server process used during the slices (0: not measured)
+    client_cpu_s: float = 0.0  # CPU seconds this script's clients used during them
 
     def add(self, other: "Sample") -> None:
         self.latencies_ms += other.latencies_ms
         self.statuses.update(other.statuses)
         self.labels.update(other.labels)
         self.elapsed_s += other.elapsed_s
+        self.server_cpu_s += other.server_cpu_s
+        self.client_cpu_s += other.client_cpu_s
         for key, value in other.phases.items():
             self.phases[key] = self.phases.get(key, 0.0) + value
 
@@ -229,7 +235,27 @@ def summary(sample: Sample) -> dict:
             "p50_ms": round(float(p50), 2), "p95_ms": round(float(p95), 2), "p99_ms": round(float(p99), 2),
             "max_ms": round(max(latencies), 2) if latencies else None, "errors": errors,
             "error_kinds": {k: v for k, v in sample.statuses.items() if k != "200"}, "labels": dict(sample.labels),
-            **phase_summary(sample.phases)}
+            **cpu_summary(sample, requests), **phase_summary(sample.phases)}
+
+
+def cpu_summary(sample: Sample, requests: int) -> dict:
+    """CPU milliseconds per request of the server and of the clients, and the requests/s that all cores could
+    serve at that cost ({} when the server's CPU time was not measured). On a CPU-bound machine the last one
+    is the ceiling: more requests/s needs less CPU per request."""
+    if sample.server_cpu_s <= 0 or not requests:
+        return {}
+    server, client = sample.server_cpu_s / requests * 1000, sample.client_cpu_s / requests * 1000
+    return {"server_cpu_ms_per_request": round(server, 2), "client_cpu_ms_per_request": round(client, 2),
+            "cpu_bound_requests_per_s": round((os.cpu_count() or 1) * 1000 / (server + client), 2)}
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process from /proc (Linux), 0.0 where that cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def server_seconds(url: str) -> dict[str, float]:
@@ -257,10 +283,15 @@ def server_seconds(url: str) -> dict[str, float]:
     return totals
 
 
-def measured(url: str, payload: bytes, args: argparse.Namespace, seconds: float) -> Sample:
-    """One load slice, with the server's phase seconds over exactly that slice (clients wait for every request)."""
+def measured(url: str, payload: bytes, args: argparse.Namespace, seconds: float, pid: int | None = None) -> Sample:
+    """One load slice, with the server's phase seconds over exactly that slice (clients wait for every request)
+    and, given the server's ``pid``, the CPU time it and the clients used."""
     before = server_seconds(url)
+    server_before, client_before = (process_cpu_s(pid) if pid else 0.0), time.process_time()
     sample = asyncio.run(load(url, payload, args.clients, seconds, args.form, args.request_timeout_s))
+    if pid:
+        sample.server_cpu_s = process_cpu_s(pid) - server_before
+        sample.client_cpu_s = time.process_time() - client_before
     after = server_seconds(url)
     sample.phases = {key: after[key] - before.get(key, 0.0) for key in after} if before else {}
     return sample
@@ -325,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         servers = {name: start(stack, args, str(random_tiny_bundle(scratch / f"{name}_bundle", detection)),
                                scratch / name, wait=False, former=name == "former")
                    for name, detection in configs.items()}
+        pids = {name: server.pid for name, (_, server) in servers.items()}
         for name, (url, server) in list(servers.items()):
             try:
                 servers[name] = (url, wait_ready(url, server, args.ready_timeout_s))
@@ -338,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
             for name in order if round_index % 2 == 0 else order[::-1]:  # former old new, new old former, ...
                 say(f"round {round_index + 1}/{args.rounds}: {name}, {args.clients} clients for "
                     f"{args.seconds / args.rounds:g} s")
-                samples[name].add(measured(servers[name][0], payload, args, args.seconds / args.rounds))
+                samples[name].add(measured(servers[name][0], payload, args, args.seconds / args.rounds,
+                                           pids[name]))
     results = {name: {**summary(samples[name]), "detection": configs[name]} for name in configs}
     results["former"]["detector"] = "FormerFaceDetector (before issue 11)"
     rates = {name: result["requests_per_s"] for name, result in results.items()}

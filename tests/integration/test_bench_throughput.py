@@ -95,4 +95,9 @@ def test_serve_load_compares_two_servers_and_splits_the_request_time():
         assert set(config["phase_share"]) == {"queue", "decode", "detect", "score", "http"}
         assert sum(config["phase_share"].values()) == pytest.approx(1.0, abs=0.01)
         assert config["phase_share"]["detect"] > 0 and config["phase_share"]["score"] > 0
+        # where the CPU goes: the server's and the clients' time per request, and the ceiling they set
+        assert config["server_cpu_ms_per_request"] > 0 and config["client_cpu_ms_per_request"] > 0
+        assert config["cpu_bound_requests_per_s"] == pytest.approx(
+            (os.cpu_count() or 1) * 1000 / (config["server_cpu_ms_per_request"] + config["client_cpu_ms_per_request"]),
+            rel=0.02)
     assert result["target_met"] is False
