@@ -9,7 +9,9 @@ Convert, don't refuse: any still raster image Pillow decodes (JPEG, PNG, WEBP, B
 becomes 8-bit RGB, as OpenCV-based tools would decode it, and ``DecodedImage.converted`` says how
 (``CONVERSIONS``): grayscale is replicated, palettes are expanded, alpha is composited on neutral grey, CMYK goes
 through its embedded ICC profile where it has one, and 16-bit samples are scaled to 8 bits. Only what cannot be
-decoded, what is over the pixel limit, and animations (more than one frame) are refused.
+decoded, what is over the pixel limit, and animations (more than one frame) are refused. What Pillow cannot
+open but OpenCV decodes (floating-point and grey-alpha TIFF, PFM, Radiance HDR) goes through OpenCV after the
+same header checks, read by this module (``_opencv_header``).
 
 Truncation is detected from the container itself (JPEG end-of-image marker, PNG IEND chunk, RIFF/BMP declared
 sizes, TIFF directory offset) as well as by a full ``load()``, so it does not depend on Pillow's process-wide
@@ -47,7 +49,7 @@ REJECTION_REASONS: dict[str, str] = {
     "broken_symlink": "the path is a symbolic link whose target is missing",
     "unreadable": "the path exists but cannot be read (permissions, a directory, I/O error)",
     "empty_file": "the file or upload has zero bytes",
-    "not_an_image": "the bytes are not an image format Pillow recognises",
+    "not_an_image": "the bytes are not an image format Pillow (or, for float rasters, OpenCV) recognises",
     "unsupported_format": "an image format Pillow recognises but cannot decode here (EPS, WMF, EMF, PDF)",
     "too_large": "width x height exceeds the pixel limit (checked from the header, before decoding)",
     "animated": "more than one frame (animated GIF/PNG/WEBP, multi-page TIFF)",
@@ -71,6 +73,14 @@ CONVERSIONS: dict[str, str] = {
     "f->rgb": "floating-point grayscale scaled to 8 bits and replicated",
     "rgb16->rgb": "16-bit colour scaled to 8 bits",
     "rgba16->rgb": "16-bit colour with alpha scaled to 8 bits and composited on neutral grey",
+    # decoded by OpenCV (Pillow cannot): float and many-channel TIFF, PFM, Radiance HDR
+    "laf->rgb": "floating-point grayscale with alpha, scaled to 8 bits and composited on neutral grey",
+    "rgbf->rgb": "floating-point colour scaled to 8 bits (values in [0, 1] times 255, others clipped to 0-255)",
+    "rgbaf->rgb": "floating-point colour with alpha, scaled to 8 bits and composited on neutral grey",
+    "la16->rgb": "16-bit grayscale with alpha scaled to 8 bits and composited on neutral grey",
+    "rgb32->rgb": "32-bit integer colour scaled to 8 bits",
+    "rgba32->rgb": "32-bit integer colour with alpha scaled to 8 bits and composited on neutral grey",
+    "la32->rgb": "32-bit integer grayscale with alpha scaled to 8 bits and composited on neutral grey",
     "ycbcr->rgb": "YCbCr converted to RGB",
     "lab->rgb": "CIE L*a*b* converted to RGB",
     "hsv->rgb": "HSV converted to RGB",
@@ -164,8 +174,149 @@ def _decode(data: bytes, max_pixels: int, source: str) -> DecodedImage:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         detail = f"Pillow refuses it as a possible decompression bomb ({error}); downscale it"
         raise _reject("too_large", source, detail) from error
+    except UnidentifiedImageError as error:
+        if (header := _opencv_header(data)) is not None:
+            return _decode_with_opencv(data, header, max_pixels, source)
+        raise _classify_failure(data, error, source) from error
     except Exception as error:  # Pillow plugins raise many types on malformed input; every one is a rejection
         raise _classify_failure(data, error, source) from error
+
+
+OPENCV_SIGNATURES = (b"II*\x00", b"MM\x00*", b"PF\n", b"Pf\n", b"#?RADIANCE", b"#?RGBE")  # see _opencv_header
+
+
+@dataclass(frozen=True)
+class _RasterHeader:
+    """What a header says of a raster that Pillow cannot open but OpenCV decodes."""
+
+    format: str
+    width: int
+    height: int
+    frames: int = 1
+    orientation: int = 1  # TIFF Orientation, as EXIF's: OpenCV applies it, 5-8 swap width and height
+    data_end: int = 0  # the byte just past the pixel data the header points at (0: unknown)
+
+
+def _opencv_header(data: bytes) -> _RasterHeader | None:
+    """The header of a floating-point or many-channel TIFF, a PFM or a Radiance HDR file (rasters OpenCV
+    decodes and Pillow does not), or None when the data is none of these or its header is unreadable."""
+    try:
+        if data[:4] in (b"II*\x00", b"MM\x00*"):
+            return _tiff_header(data)
+        if data[:3] in (b"PF\n", b"Pf\n"):  # Portable Float Map: PF (colour) or Pf (grey), width height, scale
+            size_line, scale_line, _ = data[3:128].split(b"\n", 2)
+            width, height = (int(v) for v in size_line.split())
+            float(scale_line)
+            pixels_start = 3 + len(size_line) + len(scale_line) + 2
+            return _RasterHeader("PFM", width, height,
+                                 data_end=pixels_start + width * height * (3 if data[1:2] == b"F" else 1) * 4)
+        if data.startswith((b"#?RADIANCE", b"#?RGBE")):  # header lines, a blank line, then "-Y height +X width"
+            blank = data.index(b"\n\n", 0, 8192)
+            size = data[blank + 2 : blank + 66].split(b"\n", 1)[0].split()
+            if len(size) == 4 and size[0] in (b"-Y", b"+Y") and size[2] in (b"+X", b"-X"):
+                return _RasterHeader("HDR", int(size[3]), int(size[1]))
+    except (ValueError, IndexError):
+        return None
+    return None
+
+
+_TIFF_FIELD_BYTES = {3: 2, 4: 4}  # SHORT, LONG: the types of the size, orientation and pixel-data tags
+_TIFF_WIDTH, _TIFF_HEIGHT, _TIFF_ORIENTATION = 256, 257, 274
+_TIFF_DATA_TAGS = ((273, 279), (324, 325))  # (StripOffsets, StripByteCounts), (TileOffsets, TileByteCounts)
+
+
+def _tiff_header(data: bytes) -> _RasterHeader | None:
+    """Width, height, orientation, page count and where the first page's pixel data ends, from a classic TIFF's
+    directories."""
+    order = "little" if data[:2] == b"II" else "big"
+
+    def number(start: int, size: int) -> int:
+        return int.from_bytes(data[start : start + size], order)
+
+    def values(entry: int) -> list[int]:
+        size, count = _TIFF_FIELD_BYTES.get(number(entry + 2, 2)), number(entry + 4, 4)
+        if size is None or count > 1 << 20:
+            return []
+        start = entry + 8 if size * count <= 4 else number(entry + 8, 4)  # inline, or at an offset
+        return [number(start + size * i, size) for i in range(count)]
+
+    offset, tags, pages = number(4, 4), {}, 0
+    while offset and pages < 1024 and offset + 2 <= len(data):
+        count = number(offset, 2)
+        if pages == 0:
+            tags = {number(entry, 2): entry for entry in range(offset + 2, offset + 2 + 12 * count, 12)}
+            tags = {tag: values(entry) for tag, entry in tags.items()}
+        pages += 1
+        offset = number(offset + 2 + 12 * count, 4)
+    if not tags.get(_TIFF_WIDTH) or not tags.get(_TIFF_HEIGHT):
+        return None
+    data_end = max((start + size for offsets, counts in _TIFF_DATA_TAGS
+                    for start, size in zip(tags.get(offsets, []), tags.get(counts, []))), default=0)
+    return _RasterHeader("TIFF", tags[_TIFF_WIDTH][0], tags[_TIFF_HEIGHT][0], max(pages, 1),
+                         (tags.get(_TIFF_ORIENTATION) or [1])[0], data_end)
+
+
+def _decode_with_opencv(data: bytes, header: _RasterHeader, max_pixels: int, source: str) -> DecodedImage:
+    """Decode with OpenCV what Pillow cannot (float and many-channel TIFF, PFM, HDR): the same checks first
+    (pixel limit and frames from the header, then truncation), then 8-bit RGB as ``to_rgb8`` would make it.
+    OpenCV applies a TIFF's orientation tag as Pillow applies EXIF's (tested)."""
+    import cv2
+
+    if header.width < 1 or header.height < 1:
+        raise _reject("corrupt", source, f"the header says {header.width}x{header.height} pixels; re-export it")
+    if header.width * header.height > max_pixels:
+        raise _reject("too_large", source, f"{header.width}x{header.height} = {header.width * header.height:,} "
+                                           f"pixels exceeds the {max_pixels:,} limit; downscale it first")
+    if header.frames > 1:
+        raise _reject("animated", source, f"{header.format} with {header.frames} frames; extract the still frame "
+                                          "you want")
+    if _is_truncated(data) or len(data) < header.data_end:
+        raise _truncated(source)
+    try:
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as error:
+        raise _reject("corrupt", source, f"cannot be decoded (OpenCV: {error}); re-fetch or re-export it") from error
+    if pixels is None:
+        raise _reject("corrupt", source, f"{header.format} that neither Pillow nor OpenCV decodes; re-export it")
+    expected = (header.width, header.height) if header.orientation >= 5 else (header.height, header.width)
+    if pixels.shape[:2] != expected:  # OpenCV applies the TIFF orientation itself
+        raise _reject("corrupt", source, f"the header says {header.width}x{header.height} pixels, the data "
+                                         f"{pixels.shape[1]}x{pixels.shape[0]}; re-export it")
+    rgb, converted = _opencv_to_rgb8(pixels, source)
+    return DecodedImage(np.ascontiguousarray(rgb), converted, header.format)
+
+
+def _opencv_to_rgb8(pixels: np.ndarray, source: str) -> tuple[np.ndarray, str]:
+    """OpenCV's (H, W[, C]) BGR(A) samples of any depth to uint8 RGB: floats in [0, 1] are scaled by 255 and
+    others read as 0-255 (as ``to_rgb8`` reads mode F), integers are scaled from their depth, alpha is
+    composited on ALPHA_BACKGROUND."""
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    if channels not in (1, 2, 3, 4):
+        raise _reject("unsupported_mode", source, f"{channels} channels per pixel; export it as RGB or RGBA")
+    kind = pixels.dtype.kind
+    if kind == "f":  # in place, in OpenCV's own precision: a large HDR costs no float64 copy
+        values = np.nan_to_num(pixels.astype(np.float32, copy=False), copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        if values.max(initial=0.0) <= 1.0:
+            values *= 255.0
+        samples = np.clip(np.rint(values, out=values), 0, 255, out=values).astype(np.uint8)
+        suffix = "f"
+    elif kind in "ui":
+        bits = 8 * pixels.dtype.itemsize
+        samples = pixels.astype(np.uint8) if bits == 8 and kind == "u" else _scaled(
+            np.clip(pixels.astype(np.float64), 0, None), bits)
+        suffix = "" if bits == 8 else str(bits)
+    else:
+        raise _reject("unsupported_mode", source, f"samples of type {pixels.dtype}; export it as 8- or 16-bit")
+    if channels == 1:  # Pillow's codes for the same grey depths
+        grey_code = {"": "l->rgb", "16": "i;16->rgb", "32": "i->rgb", "f": "f->rgb"}[suffix]
+        return _grey(samples if samples.ndim == 2 else samples[..., 0]), grey_code
+    if channels == 2:  # grey and alpha
+        rgba = np.dstack([samples[..., 0]] * 3 + [samples[..., 1]])
+        return _composited(Image.fromarray(rgba, "RGBA")), f"la{suffix}->rgb"
+    if channels == 3:
+        return np.ascontiguousarray(samples[..., ::-1]), f"rgb{suffix}->rgb" if suffix else ""
+    rgba = np.ascontiguousarray(samples[..., [2, 1, 0, 3]])
+    return _composited(Image.fromarray(rgba, "RGBA")), f"rgba{suffix}->rgb"
 
 
 def _oriented(image: Image.Image) -> Image.Image:

@@ -9,7 +9,7 @@ from pathlib import Path
 from liveness.data.records import LIVE, SPECIES_LIVE, SPOOF, SourceRecord
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff",
-                              ".gif", ".ico", ".ppm", ".pgm", ".pbm", ".pnm", ".tga"})
+                              ".gif", ".ico", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".pfm", ".hdr"})
 # What a photo folder may hold: the decodable types above plus common ones curation rejects with a reason
 # (not_an_image, animated) rather than skipping in silence.
 FOLDER_IMAGE_EXTENSIONS = IMAGE_EXTENSIONS | {".heic", ".heif", ".avif", ".jp2", ".jxl", ".svg", ".psd", ".eps", ".ps",
@@ -126,11 +126,19 @@ def _wanted(name: str, extensions: frozenset[str]) -> bool:
 
 
 def looks_like_image(path: Path) -> bool:
-    """Whether Pillow recognises the file's first bytes as an image (for image files without an image suffix)."""
+    """Whether Pillow recognises the file's first bytes as an image, or they start like a raster the decoder
+    hands to OpenCV (float TIFF, PFM, HDR); for image files without an image suffix."""
     from PIL import Image
+
+    from liveness.data.decode import OPENCV_SIGNATURES
 
     try:
         with Image.open(path):
             return True
     except Exception:  # noqa: BLE001 - anything unrecognisable or unreadable is not an image here
+        pass
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(16).startswith(OPENCV_SIGNATURES)
+    except OSError:
         return False
