@@ -223,6 +223,8 @@ def _opencv_header(data: bytes) -> _RasterHeader | None:
 _TIFF_FIELD_BYTES = {3: 2, 4: 4}  # SHORT, LONG: the types of the size, orientation and pixel-data tags
 _TIFF_WIDTH, _TIFF_HEIGHT, _TIFF_ORIENTATION = 256, 257, 274
 _TIFF_DATA_TAGS = ((273, 279), (324, 325))  # (StripOffsets, StripByteCounts), (TileOffsets, TileByteCounts)
+_TIFF_HEADER_TAGS = frozenset({_TIFF_WIDTH, _TIFF_HEIGHT, _TIFF_ORIENTATION,
+                               *(tag for pair in _TIFF_DATA_TAGS for tag in pair)})
 
 
 def _tiff_header(data: bytes) -> _RasterHeader | None:
@@ -235,17 +237,20 @@ def _tiff_header(data: bytes) -> _RasterHeader | None:
 
     def values(entry: int) -> list[int]:
         size, count = _TIFF_FIELD_BYTES.get(number(entry + 2, 2)), number(entry + 4, 4)
-        if size is None or count > 1 << 20:
+        if size is None:
             return []
         start = entry + 8 if size * count <= 4 else number(entry + 8, 4)  # inline, or at an offset
-        return [number(start + size * i, size) for i in range(count)]
+        if start + size * count > len(data):
+            return []
+        kind = np.dtype(f"{'<' if order == 'little' else '>'}u{size}")
+        return np.frombuffer(data, kind, count, start).astype(np.int64).tolist()
 
     offset, tags, pages = number(4, 4), {}, 0
     while offset and pages < 1024 and offset + 2 <= len(data):
         count = number(offset, 2)
         if pages == 0:
-            tags = {number(entry, 2): entry for entry in range(offset + 2, offset + 2 + 12 * count, 12)}
-            tags = {tag: values(entry) for tag, entry in tags.items()}
+            tags = {number(entry, 2): values(entry) for entry in range(offset + 2, offset + 2 + 12 * count, 12)
+                    if number(entry, 2) in _TIFF_HEADER_TAGS}
         pages += 1
         offset = number(offset + 2 + 12 * count, 4)
     if not tags.get(_TIFF_WIDTH) or not tags.get(_TIFF_HEIGHT):

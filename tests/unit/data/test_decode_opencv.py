@@ -54,7 +54,8 @@ def test_pillow_cannot_open_these():
 
     from PIL import UnidentifiedImageError
 
-    for data in (_encoded(".tiff", PICTURE[..., ::-1].astype(np.float32) / 255), _encoded(".pfm", PICTURE.astype(np.float32))):
+    for data in (_encoded(".tiff", PICTURE[..., ::-1].astype(np.float32) / 255),
+                 _encoded(".pfm", PICTURE.astype(np.float32))):
         with pytest.raises(UnidentifiedImageError):
             Image.open(io.BytesIO(data))
 
