@@ -5,7 +5,8 @@ failure becomes ``ImageRejected`` (a ``ValueError``) whose ``reason`` is a key o
 manifest records the code and the run continues. Checks run cheapest first: file access, then the header
 (size, frames) before any pixel is decoded, then container completeness, then a full decode.
 
-Convert, don't refuse: any still raster image Pillow decodes (JPEG, PNG, WEBP, BMP, TIFF, GIF, ICO, PPM, ...)
+Convert, don't refuse: any still raster image Pillow decodes (JPEG, PNG, WEBP, BMP, TIFF, GIF, ICO, PPM, AVIF,
+and HEIC/HEIF through pillow-heif, ...)
 becomes 8-bit RGB, as OpenCV-based tools would decode it, and ``DecodedImage.converted`` says how
 (``CONVERSIONS``): grayscale is replicated, palettes are expanded, alpha is composited on neutral grey, CMYK goes
 through its embedded ICC profile where it has one, and 16-bit samples are scaled to 8 bits. Only what cannot be
@@ -14,9 +15,10 @@ open but OpenCV decodes (floating-point and grey-alpha TIFF, PFM, Radiance HDR) 
 same header checks, read by this module (``_opencv_header``).
 
 Truncation is detected from the container itself (JPEG end-of-image marker, PNG IEND chunk, RIFF/BMP declared
-sizes, TIFF directory offset) as well as by a full ``load()``, so it does not depend on Pillow's process-wide
-``ImageFile.LOAD_TRUNCATED_IMAGES`` flag, which some libraries switch on at import and which this module never
-touches. The one gap: a TIFF cut inside its pixel strips is only caught by ``load()`` while that flag is off.
+sizes, TIFF directory offset, HEIF/AVIF box sizes) as well as by a full ``load()``, so it does not depend on
+Pillow's process-wide ``ImageFile.LOAD_TRUNCATED_IMAGES`` flag, which some libraries switch on at import and
+which this module never touches. The one gap: a TIFF cut inside its pixel strips is only caught by ``load()``
+while that flag is off.
 
 Pillow's DecompressionBombWarning is turned into an error with ``warnings.catch_warnings``, which on Python 3.11
 edits process-wide warning filters; decode in worker processes, not threads, where that matters.
@@ -33,9 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from liveness.config import DEFAULT_MAX_PIXELS
+
+# HEIC/HEIF (phone cameras' default photo format) through libheif, as one more Pillow format; the checks below
+# (pixel limit from the header, frames, truncation) apply to it as to every other.
+pillow_heif.register_heif_opener()
 
 # Formats Pillow can identify but not decode here (they need Ghostscript or a Windows handler).
 UNDECODABLE_FORMATS = frozenset({"EPS", "WMF", "EMF", "PDF"})
@@ -538,6 +545,31 @@ def _gif_truncated(data: bytes) -> bool:
     return True
 
 
+def _iso_media_truncated(data: bytes) -> bool:
+    """A top-level box of an ISO base media file (HEIF, AVIF) reaches past the end of the data."""
+    position = 0
+    while position + 8 <= len(data):
+        size = int.from_bytes(data[position : position + 4], "big")
+        if size == 1:  # 64-bit size after the type
+            if position + 16 > len(data):
+                return True
+            size = int.from_bytes(data[position + 8 : position + 16], "big")
+        elif size == 0:  # the box runs to the end
+            return False
+        if size < 8:
+            return False  # not a box: damage, which load() reports as corrupt
+        position += size
+    return position != len(data)
+
+
+def _is_iso_media_image(data: bytes) -> bool:
+    return data[4:8] == b"ftyp" and data[8:12] in _ISO_MEDIA_IMAGE_BRANDS
+
+
+_ISO_MEDIA_IMAGE_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1",
+                                     b"avif", b"avis"})
+
+
 def _is_bmp(data: bytes) -> bool:
     return data.startswith(b"BM") and int.from_bytes(data[14:18], "little") in _BMP_INFO_HEADER_SIZES
 
@@ -550,6 +582,7 @@ _SIGNATURES: tuple[tuple[Callable[[bytes], bool], Callable[[bytes], bool]], ...]
     (_is_bmp, _bmp_truncated),
     (lambda data: data[:4] in (b"II*\x00", b"MM\x00*"), _tiff_truncated),
     (lambda data: data[:6] in (b"GIF87a", b"GIF89a"), _gif_truncated),
+    (_is_iso_media_image, _iso_media_truncated),
 )
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 from liveness.data.records import LIVE, SPECIES_LIVE, SPOOF, SourceRecord
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff",
-                              ".gif", ".ico", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".pfm", ".hdr"})
+                              ".gif", ".ico", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".pfm", ".hdr", ".heic", ".heif",
+                              ".avif"})
 # What a photo folder may hold: the decodable types above plus common ones curation rejects with a reason
 # (not_an_image, animated) rather than skipping in silence.
-FOLDER_IMAGE_EXTENSIONS = IMAGE_EXTENSIONS | {".heic", ".heif", ".avif", ".jp2", ".jxl", ".svg", ".psd", ".eps", ".ps",
+FOLDER_IMAGE_EXTENSIONS = IMAGE_EXTENSIONS | {".jp2", ".jxl", ".svg", ".psd", ".eps", ".ps",
                                               ".pdf", ".wmf", ".emf", ".dng", ".cr2", ".nef", ".arw"}
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})  # what OpenCV opens
 
