@@ -559,7 +559,7 @@ def _iso_media_truncated(data: bytes) -> bool:
         if size < 8:
             return False  # not a box: damage, which load() reports as corrupt
         position += size
-    return position != len(data)
+    return position > len(data)
 
 
 def _is_iso_media_image(data: bytes) -> bool:

@@ -54,6 +54,10 @@ def test_a_cut_heic_is_truncated(keep):
     assert _reason(data[: int(len(data) * keep)]) == "truncated"
 
 
+def test_a_few_trailing_bytes_are_not_truncation():
+    assert decode_image(_heic(FACE) + b"\x00" * 5).format == "HEIF"
+
+
 def test_the_pixel_limit_applies():
     assert _reason(_heic(FACE), max_pixels=160 * 160 - 1) == "too_large"
 
