@@ -274,14 +274,8 @@ def _decode_with_opencv(data: bytes, header: _RasterHeader, max_pixels: int, sou
     OpenCV applies a TIFF's orientation tag as Pillow applies EXIF's (tested)."""
     import cv2
 
-    if header.width < 1 or header.height < 1:
-        raise _reject("corrupt", source, f"the header says {header.width}x{header.height} pixels; re-export it")
-    if header.width * header.height > max_pixels:
-        raise _reject("too_large", source, f"{header.width}x{header.height} = {header.width * header.height:,} "
-                                           f"pixels exceeds the {max_pixels:,} limit; downscale it first")
-    if header.frames > 1:
-        raise _reject("animated", source, f"{header.format} with {header.frames} frames; extract the still frame "
-                                          "you want")
+    _check_size(header.width, header.height, max_pixels, source)
+    _check_frames(header.frames, header.format, source)
     if _is_truncated(data) or len(data) < header.data_end:
         raise _truncated(source)
     try:
@@ -357,21 +351,26 @@ def _truncated(source: str) -> ImageRejected:
 
 def _check_header(image: Image.Image, max_pixels: int, source: str) -> None:
     """Reject on what the header says, before any pixel data is decoded."""
-    width, height = image.size
-    if width * height > max_pixels:
-        raise _reject(
-            "too_large",
-            source,
-            f"{width}x{height} = {width * height:,} pixels exceeds the {max_pixels:,} limit; downscale it first",
-        )
-    if width < 1 or height < 1:
-        raise _reject("corrupt", source, f"the header says {width}x{height} pixels; re-export it")
+    _check_size(*image.size, max_pixels, source)
     if image.format in UNDECODABLE_FORMATS:
         raise _reject("unsupported_format", source,
                       f"{image.format} needs a renderer this service does not run; export it to PNG or JPEG")
     frames = 1 if image.format in _SINGLE_IMAGE_CONTAINERS else getattr(image, "n_frames", 1)
+    _check_frames(frames, str(image.format), source)
+
+
+def _check_size(width: int, height: int, max_pixels: int, source: str) -> None:
+    """Every decoding path's first check: a real size within the pixel limit."""
+    if width * height > max_pixels:
+        raise _reject("too_large", source, f"{width}x{height} = {width * height:,} pixels exceeds the "
+                                           f"{max_pixels:,} limit; downscale it first")
+    if width < 1 or height < 1:
+        raise _reject("corrupt", source, f"the header says {width}x{height} pixels; re-export it")
+
+
+def _check_frames(frames: int, image_format: str, source: str) -> None:
     if frames > 1:
-        raise _reject("animated", source, f"{image.format} with {frames} frames; extract the still frame you want")
+        raise _reject("animated", source, f"{image_format} with {frames} frames; extract the still frame you want")
 
 
 def to_rgb8(image: Image.Image, bits: int = 8, source: str = "image") -> tuple[np.ndarray, str]:
