@@ -333,13 +333,17 @@ def test_predict_on_a_folder_of_awkward_files_gives_every_file_its_row(tmp_path,
     (folder / "face.png").write_bytes(png_bytes(astronaut()))
     (folder / "notes.txt").write_text("not an image, skipped by name and content")
     (folder / "photo_without_suffix").write_bytes(png_bytes(astronaut()[:64, :64]))
+    os.mkfifo(folder / "named_pipe.jpg")  # nobody writes to them: reading once waited forever
+    os.mkfifo(folder / "named_pipe.mp4")
     result = _predict(bundle, folder, backend=backend)
     assert result.exit_code == 1, result.output  # some inputs were rejected, as documented
     rows = {Path(row["path"]).name: row for row in _rows(result.stdout)}
-    expected = {name for name in CORPUS if name != "directory.jpg"} | {"face.png", "photo_without_suffix"}
+    expected = ({name for name in CORPUS if name != "directory.jpg"}
+                | {"face.png", "photo_without_suffix", "named_pipe.jpg", "named_pipe.mp4"})
     assert set(rows) - {name for name in rows if "directory.jpg" in name} == expected
     assert "skipped 1 file" in result.stderr
     assert rows["face.png"]["face_found"] and rows["face.png"]["label"] in {"live", "spoof"}
+    assert (rows["named_pipe.jpg"]["reason"], rows["named_pipe.mp4"]["reason"]) == ("empty_file", "video_unreadable")
     for name, row in rows.items():
         assert row["label"] in {"live", "spoof", "no_face", "rejected"}
         assert row["label"] != "rejected" or row["reason"] in PREDICTION_REASONS, row

@@ -21,6 +21,7 @@ from liveness.bundle.files import CONFIG_FILE, GENERATOR_WEIGHTS, BundleConfig, 
 from liveness.bundle.onnx_graph import OnnxScorer
 from liveness.data.decode import REJECTION_REASONS, ImageRejected, decode_image, to_rgb8
 from liveness.data.faces import DetectionFailed, Face, FaceDetector, align_and_crop, choose_face
+from liveness.data.video import VIDEO_REASONS
 from liveness.model.inputs import from_uint8
 from liveness.model.score import score_components
 from liveness.runtime import resolve_device
@@ -30,6 +31,7 @@ Backend = Literal["torch", "onnx"]
 # Why a row was not scored: the decoder's reasons, plus what can go wrong after decoding (README's table).
 PREDICTION_REASONS: dict[str, str] = {
     **REJECTION_REASONS,
+    **VIDEO_REASONS,  # liveness predict samples videos before the model sees any frame
     "multiple_faces": "several faces of similar size; the multi-face policy (detection.multi_face) refused to choose",
     "detection_failed": "the face detector raised on this image (the message says how); the others were scored",
     "crop_failed": "the detected face could not be aligned and cropped (degenerate landmarks)",

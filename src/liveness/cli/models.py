@@ -131,7 +131,7 @@ def predict(
     items, skipped = discover_inputs(paths, frames)
     for folder, count in skipped:
         console.print(f"[yellow]note:[/] skipped {count} file(s) under {folder} that are neither images nor videos "
-                      "by name or content")
+                      "by name or content" if count else f"[yellow]note:[/] {folder} holds no files")
     if not items:
         _fail(f"no image or video found under {', '.join(map(str, paths))}")
     failures, warned = 0, False

@@ -29,6 +29,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from liveness.config import DEFAULT_MAX_PIXELS
+
+DEFAULT_MAX_FILE_BYTES = 1 << 30  # one image file; a 40 MP float RGBA TIFF, the largest real case, is 640 MB
 
 # HEIC/HEIF (phone cameras' default photo format) through libheif, as one more Pillow format; the checks below
 # (pixel limit from the header, frames, truncation) apply to it as to every other.
@@ -54,11 +57,12 @@ ALPHA_BACKGROUND = (128, 128, 128)
 REJECTION_REASONS: dict[str, str] = {
     "missing_file": "the path does not exist",
     "broken_symlink": "the path is a symbolic link whose target is missing",
-    "unreadable": "the path exists but cannot be read (permissions, a directory, I/O error)",
+    "unreadable": "the path exists but cannot be read (permissions, a directory, a device, I/O error)",
     "empty_file": "the file or upload has zero bytes",
     "not_an_image": "the bytes are not an image format Pillow (or, for float rasters, OpenCV) recognises",
     "unsupported_format": "an image format Pillow recognises but cannot decode here (EPS, WMF, EMF, PDF)",
-    "too_large": "width x height exceeds the pixel limit (checked from the header, before decoding)",
+    "too_large": "width x height exceeds the pixel limit (checked from the header, before decoding), or a file "
+                 "exceeds the byte limit",
     "animated": "more than one frame (animated GIF/PNG/WEBP, multi-page TIFF)",
     "truncated": "the image data ends early (interrupted download or copy)",
     "corrupt": "the image data is damaged and cannot be decoded",
@@ -115,9 +119,10 @@ class ImageRejected(ValueError):
         return type(self), (self.reason, str(self))
 
 
-def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> DecodedImage:
     """Decode the image file at ``path`` to 8-bit RGB with EXIF orientation applied, or raise ImageRejected."""
-    return _decode(_read_file(Path(path)), max_pixels, source=str(path))
+    return _decode(_read_file(Path(path), max_bytes), max_pixels, source=str(path))
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, *, source: str = "image bytes") -> DecodedImage:
@@ -139,22 +144,96 @@ def _reject(reason: str, source: str, detail: str) -> ImageRejected:
     return ImageRejected(reason, f"{source}: rejected ({reason}): {detail}")
 
 
-def _read_file(path: Path) -> bytes:
-    """The file's bytes; access failures become missing_file, broken_symlink or unreadable."""
+def read_image_file(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
+    """The bytes of the image file at ``path``, or ``ImageRejected`` (missing_file, broken_symlink, unreadable,
+    empty_file, too_large). Never blocks on a named pipe nobody writes to, and never reads a device forever."""
+    return _read_file(Path(path), max_bytes)
+
+
+PIPE_IDLE_S = 10.0  # a pipe that sends nothing for this long is refused as unreadable
+_SPECIAL_FILES = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                  (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _read_file(path: Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
+    """The file's bytes; access failures become missing_file, broken_symlink or unreadable.
+
+    Opened without blocking, so that a named pipe (FIFO) with no writer cannot hang a run; regular files are
+    read up to ``max_bytes``, pipes until their writer closes them (``cat x.jpg | liveness predict
+    /dev/stdin``), and devices and sockets are refused rather than read."""
     source = str(path)
     try:
-        with open(path, "rb") as stream:
-            return stream.read()
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         if path.is_symlink():  # open() followed the link to nothing
             detail = f"link target {os.readlink(path)!r} does not exist; fix or remove the link"
             raise _reject("broken_symlink", source, detail) from None
         raise _reject("missing_file", source, "no such file; check the path in the source listing") from None
-    except IsADirectoryError:
-        raise _reject("unreadable", source, "is a directory, not an image file; remove it from the listing") from None
     except (OSError, ValueError) as error:  # ValueError: a path with a NUL byte
-        detail = f"cannot be read ({getattr(error, 'strerror', None) or error}); check its permissions"
+        try:
+            kind = _kind(os.stat(path).st_mode)  # a socket cannot even be opened; Windows refuses a folder
+        except (OSError, ValueError):
+            kind = ""
+        detail = (f"is {kind}, not an image file; pass the image file itself" if kind else
+                  f"cannot be read ({getattr(error, 'strerror', None) or error}); check its permissions")
         raise _reject("unreadable", source, detail) from error
+    try:
+        status = os.fstat(descriptor)
+        if stat.S_ISFIFO(status.st_mode):
+            return _read_pipe(descriptor, max_bytes, source)
+        if not stat.S_ISREG(status.st_mode):
+            raise _reject("unreadable", source, f"is {_kind(status.st_mode)}, not an image file; pass the image "
+                                                "file itself")
+        if status.st_size > max_bytes:
+            raise _too_many_bytes(source, status.st_size, max_bytes)
+        os.set_blocking(descriptor, True)
+        with os.fdopen(descriptor, "rb", closefd=False) as stream:
+            data = stream.read(max_bytes + 1)
+        if len(data) > max_bytes:  # it grew while being read
+            raise _too_many_bytes(source, len(data), max_bytes)
+        return data
+    except OSError as error:
+        detail = f"cannot be read ({getattr(error, 'strerror', None) or error}); check the file and its disk"
+        raise _reject("unreadable", source, detail) from error
+    finally:
+        os.close(descriptor)
+
+
+def _kind(mode: int) -> str:
+    """What a file that is not a regular file is, in words; "" for a regular file."""
+    if stat.S_ISREG(mode):
+        return ""
+    return next((kind for is_kind, kind in _SPECIAL_FILES if is_kind(mode)), "not a regular file")
+
+
+def _read_pipe(descriptor: int, max_bytes: int, source: str) -> bytes:
+    """All a pipe sends until its writer closes it; 0 bytes from a named pipe nobody has opened for writing."""
+    import select
+
+    chunks, total = [], 0
+    while True:
+        try:
+            chunk = os.read(descriptor, 1 << 20)
+        except BlockingIOError:  # a writer is there but has sent nothing yet
+            if not select.select([descriptor], [], [], PIPE_IDLE_S)[0]:
+                raise _reject("unreadable", source, f"a pipe that sent nothing for {PIPE_IDLE_S:g} s; "
+                                                    "check what writes to it") from None
+            continue
+        if not chunk:
+            break
+        total += len(chunk)
+        if total > max_bytes:
+            raise _too_many_bytes(source, total, max_bytes)
+        chunks.append(chunk)
+    if not total:
+        raise _reject("empty_file", source, "a named pipe (FIFO) that nobody wrote to; write the image into it, "
+                                            "or pass the image file itself")
+    return b"".join(chunks)
+
+
+def _too_many_bytes(source: str, size: int, max_bytes: int) -> ImageRejected:
+    return _reject("too_large", source, f"{size} bytes, over the {max_bytes} byte limit for one file; "
+                                        "is this really one image?")
 
 
 def _decode(data: bytes, max_pixels: int, source: str) -> DecodedImage:
@@ -252,13 +331,17 @@ def _tiff_header(data: bytes) -> _RasterHeader | None:
         kind = np.dtype(f"{'<' if order == 'little' else '>'}u{size}")
         return np.frombuffer(data, kind, count, start).astype(np.int64).tolist()
 
-    offset, tags, pages = number(4, 4), {}, 0
-    while offset and pages < 1024 and offset + 2 <= len(data):
+    offset, tags, directories, pages = number(4, 4), {}, 0, 0
+    while offset and directories < 1024 and offset + 2 <= len(data):
         count = number(offset, 2)
-        if pages == 0:
-            tags = {number(entry, 2): values(entry) for entry in range(offset + 2, offset + 2 + 12 * count, 12)
-                    if number(entry, 2) in _TIFF_HEADER_TAGS}
-        pages += 1
+        entries = range(offset + 2, offset + 2 + 12 * count, 12)
+        if directories == 0:
+            tags = {number(entry, 2): values(entry) for entry in entries if number(entry, 2) in _TIFF_HEADER_TAGS}
+            pages = 1
+        else:  # as _tiff_pages_besides_previews: a page marked as a reduced-resolution copy is not another image
+            kind = next((values(entry) for entry in entries if number(entry, 2) == _TIFF_NEW_SUBFILE_TYPE), [0])
+            pages += not (kind or [0])[0] & _TIFF_REDUCED_RESOLUTION
+        directories += 1
         offset = number(offset + 2 + 12 * count, 4)
     if not tags.get(_TIFF_WIDTH) or not tags.get(_TIFF_HEIGHT):
         return None
@@ -356,7 +439,25 @@ def _check_header(image: Image.Image, max_pixels: int, source: str) -> None:
         raise _reject("unsupported_format", source,
                       f"{image.format} needs a renderer this service does not run; export it to PNG or JPEG")
     frames = 1 if image.format in _SINGLE_IMAGE_CONTAINERS else getattr(image, "n_frames", 1)
+    if image.format == "TIFF" and 1 < frames <= _TIFF_PAGES_SCANNED:
+        frames = _tiff_pages_besides_previews(image)
     _check_frames(frames, str(image.format), source)
+
+
+_TIFF_PAGES_SCANNED = 64  # more pages than this is a document or a stack, whatever their kinds
+_TIFF_NEW_SUBFILE_TYPE, _TIFF_REDUCED_RESOLUTION = 254, 1  # the tag, and its bit for a preview or thumbnail
+
+
+def _tiff_pages_besides_previews(image: Image.Image) -> int:
+    """A TIFF's first page plus those of its other pages that are not marked as a reduced-resolution copy
+    (NewSubfileType bit 0: the thumbnails and previews scanners and cameras add), so that one image with its
+    previews is a still image; the first page stays the one decoded."""
+    pages = 1
+    for index in range(1, image.n_frames):
+        image.seek(index)
+        pages += not int(image.tag_v2.get(_TIFF_NEW_SUBFILE_TYPE, 0) or 0) & _TIFF_REDUCED_RESOLUTION
+    image.seek(0)
+    return pages
 
 
 def _check_size(width: int, height: int, max_pixels: int, source: str) -> None:
@@ -545,9 +646,13 @@ def _gif_truncated(data: bytes) -> bool:
 
 
 def _iso_media_truncated(data: bytes) -> bool:
-    """A top-level box of an ISO base media file (HEIF, AVIF) reaches past the end of the data."""
+    """A top-level box of an ISO base media file (HEIF, AVIF) reaches past the end of the data. The walk stops
+    at the first bytes that are not a known top-level box: data appended after the image (a phone's motion-photo
+    video, padding, junk), which libheif ignores too."""
     position = 0
     while position + 8 <= len(data):
+        if position and data[position + 4 : position + 8] not in _ISO_MEDIA_TOP_LEVEL_BOXES:
+            return False
         size = int.from_bytes(data[position : position + 4], "big")
         if size == 1:  # 64-bit size after the type
             if position + 16 > len(data):
@@ -559,6 +664,13 @@ def _iso_media_truncated(data: bytes) -> bool:
             return False  # not a box: damage, which load() reports as corrupt
         position += size
     return position > len(data)
+
+
+# ISO/IEC 14496-12 and HEIF (23008-12) boxes that may sit at the top level of a still-image file; mpvd: Samsung's
+# motion-photo video.
+_ISO_MEDIA_TOP_LEVEL_BOXES = frozenset({b"ftyp", b"meta", b"mdat", b"moov", b"free", b"skip", b"uuid", b"wide",
+                                        b"pdin", b"moof", b"mfra", b"styp", b"sidx", b"ssix", b"prft", b"emsg",
+                                        b"meco", b"idat", b"mpvd"})
 
 
 def _is_iso_media_image(data: bytes) -> bool:

@@ -2,13 +2,15 @@
 
 A folder contributes files with an image or video suffix and files whose first bytes Pillow recognises as an
 image, whatever they are named. Every input keeps a row: one that cannot be read carries its reason instead of
-bytes (``missing_file``, ``broken_symlink``, ``unreadable``, or the video sampler's reason).
+bytes (``missing_file``, ``broken_symlink``, ``unreadable``, ``empty_file``, ``too_large``, or the video
+sampler's reason). Named pipes are read until their writer closes them, never waited on without one.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from liveness.data.decode import ImageRejected, read_image_file
 from liveness.data.sources.common import FOLDER_IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, looks_like_image
 
 InputItem = tuple[str, "int | None", "bytes | None", str]  # path, frame, encoded image (None: failed), reason
@@ -16,7 +18,7 @@ InputItem = tuple[str, "int | None", "bytes | None", str]  # path, frame, encode
 
 def discover_inputs(paths: list[Path], frames: int) -> tuple[list[InputItem], list[tuple[Path, int]]]:
     """(path, frame, encoded image or None, failure reason) per image file or sampled video frame, and per folder
-    how many files it skipped (neither images nor videos by name or content). Video frames are sampled evenly
+    how many files it skipped (neither images nor videos by name or content; 0 for a folder without files). Video frames are sampled evenly
     (``frames`` per video) and encoded as PNG, the bytes a registered model takes."""
     import cv2
 
@@ -27,10 +29,11 @@ def discover_inputs(paths: list[Path], frames: int) -> tuple[list[InputItem], li
     for path in paths:
         if path.is_dir():
             # Known suffixes, and files whose first bytes look like an image whatever they are named.
-            found = sorted(p for p in path.rglob("*") if p.is_file() or p.is_symlink())
+            # Everything but folders: a named pipe or a device with an image suffix gets its own row too.
+            found = sorted(p for p in path.rglob("*") if not p.is_dir())
             chosen = [p for p in found if p.suffix.lower() in FOLDER_IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
                       or looks_like_image(p)]
-            if len(chosen) < len(found):
+            if len(chosen) < len(found) or not found:  # (folder, 0): it holds no file at all
                 skipped.append((path, len(found) - len(chosen)))
             files += chosen
         else:
@@ -47,9 +50,7 @@ def discover_inputs(paths: list[Path], frames: int) -> tuple[list[InputItem], li
                 items.append((str(path), None, None, error.reason))
         else:
             try:
-                items.append((str(path), None, path.read_bytes(), ""))
-            except FileNotFoundError:
-                items.append((str(path), None, None, "broken_symlink" if path.is_symlink() else "missing_file"))
-            except OSError:
-                items.append((str(path), None, None, "unreadable"))
+                items.append((str(path), None, read_image_file(path), ""))
+            except ImageRejected as error:
+                items.append((str(path), None, None, error.reason))
     return items, skipped

@@ -13,6 +13,13 @@ import numpy as np
 from liveness.data.records import SourceRecord
 
 
+VIDEO_REASONS: dict[str, str] = {
+    "video_missing": "the video path does not exist",
+    "video_unreadable": "OpenCV cannot open it (not a video, or damaged), or it is not a regular file (a pipe, a device)",
+    "video_no_frames": "the video opens but holds no decodable frame",
+}
+
+
 class VideoError(ValueError):
     """A video that cannot be sampled; ``reason`` is a short code for curation reports."""
 
@@ -30,8 +37,11 @@ def sample_frames(path: Path | str, count: int) -> list[tuple[int, np.ndarray]]:
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise VideoError("video_missing", f"video {path} not found")
+    if not path.is_file():  # OpenCV would wait forever on a named pipe, or read a device without end
+        raise VideoError("video_unreadable", f"video {path} is not a regular file (a folder, pipe or device); "
+                                             "pass the video file itself")
     with _capture(path) as capture:
         reported = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         if reported > 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import pickle
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -162,11 +163,15 @@ def test_missing_file(tmp_path):
 
 def test_permission_denied_is_unreadable(tmp_path, monkeypatch):
     # Tests may run as root, where chmod 000 does not stop reads; simulate the open() failure instead.
-    def denied(*args, **kwargs):
-        raise PermissionError(13, "Permission denied")
-
-    monkeypatch.setattr(decode, "open", denied, raising=False)
     target = tmp_path / "locked.jpg"
+    real_open = decode.os.open
+
+    def denied(path, *args, **kwargs):
+        if Path(path) == target:
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(decode.os, "open", denied)
     target.write_bytes(b"irrelevant")
     with pytest.raises(ImageRejected, match="Permission denied") as caught:
         load_rgb(target)

@@ -58,6 +58,19 @@ def test_a_few_trailing_bytes_are_not_truncation():
     assert decode_image(_heic(FACE) + b"\x00" * 5).format == "HEIF"
 
 
+@pytest.mark.parametrize("trailer", [
+    b"hello world\n" * 40,  # text whose first word would read as a 1.7 GB box
+    b"\x00\x00\x00\x18ftypmp42" + b"\x11" * 5000,  # a video appended after the image, as motion photos do
+    b"\x00\x00\x00\x10free" + b"\x00" * 8,  # a whole padding box
+], ids=["text", "appended_video", "free_box"])
+def test_data_after_the_image_is_not_truncation(trailer):
+    assert decode_image(_heic(FACE) + trailer).pixels.shape == (160, 160, 3)
+
+
+def test_a_known_box_cut_after_the_image_is_truncation():
+    assert _reason(_heic(FACE) + b"\x00\x00\x01\x00mdat" + b"\x00" * 8) == "truncated"
+
+
 def test_the_pixel_limit_applies():
     assert _reason(_heic(FACE), max_pixels=160 * 160 - 1) == "too_large"
 

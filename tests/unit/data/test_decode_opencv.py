@@ -7,6 +7,7 @@ scientific tools write) was rejected as corrupt, PFM and HDR as not images.
 
 from __future__ import annotations
 
+import io
 import struct
 from pathlib import Path
 
@@ -35,18 +36,25 @@ def _reason(data: bytes, **kwargs) -> str:
     return caught.value.reason
 
 
-def _with_tiff_tag(data: bytes, tag: int, value: int) -> bytes:
-    """A little-endian TIFF with one SHORT tag added: a new first directory appended at the end."""
+def _with_tiff_tag(data: bytes, tag: int, value: int, page: int = 0) -> bytes:
+    """A little-endian TIFF with one SHORT tag set in directory ``page``: a copy of that directory, with the
+    tag, appended at the end, and the pointer to it (the header's, or the previous directory's) moved there."""
     assert data[:4] == b"II*\x00"
-    offset = int.from_bytes(data[4:8], "little")
+    pointer = 4  # where the offset of the directory to change is stored
+    for _ in range(page):
+        offset = int.from_bytes(data[pointer : pointer + 4], "little")
+        pointer = offset + 2 + 12 * int.from_bytes(data[offset : offset + 2], "little")
+    offset = int.from_bytes(data[pointer : pointer + 4], "little")
     count = int.from_bytes(data[offset : offset + 2], "little")
     entries = [data[offset + 2 + 12 * i : offset + 14 + 12 * i] for i in range(count)]
+    entries = [entry for entry in entries if int.from_bytes(entry[:2], "little") != tag]  # replaced, if there
     entries.append(struct.pack("<HHIHH", tag, 3, 1, value, 0))
     entries.sort(key=lambda entry: int.from_bytes(entry[:2], "little"))
     next_directory = data[offset + 2 + 12 * count : offset + 6 + 12 * count]
     directory = struct.pack("<H", len(entries)) + b"".join(entries) + next_directory
     start = len(data) + len(data) % 2
-    return data[:4] + struct.pack("<I", start) + data[8:] + b"\x00" * (len(data) % 2) + directory
+    return (data[:pointer] + struct.pack("<I", start) + data[pointer + 4 :] + b"\x00" * (len(data) % 2)
+            + directory)
 
 
 def test_pillow_cannot_open_these():
@@ -117,6 +125,34 @@ def test_a_multi_page_float_tiff_is_refused_as_animated():
     ok, buffer = cv2.imencodemulti(".tiff", pages)
     assert ok
     assert _reason(buffer.tobytes()) == "animated"
+
+
+REDUCED_RESOLUTION = (254, 1)  # NewSubfileType, bit 0: a preview or thumbnail of the main image
+
+
+def _two_page_tiff(first: np.ndarray, second: np.ndarray, pillow: bool) -> bytes:
+    if pillow:
+        buffer = io.BytesIO()
+        Image.fromarray(first).save(buffer, "TIFF", save_all=True, append_images=[Image.fromarray(second)])
+        return buffer.getvalue()
+    ok, buffer = cv2.imencodemulti(".tiff", [first[..., ::-1].astype(np.float32) / 255,
+                                              second[..., ::-1].astype(np.float32) / 255])
+    assert ok
+    return buffer.tobytes()
+
+
+@pytest.mark.parametrize("pillow", [True, False], ids=["uint8_pillow", "float_opencv"])
+def test_a_tiff_with_a_thumbnail_page_is_its_first_page(pillow):
+    """Scanners and cameras add a reduced-resolution preview as a second page: one still image, not an
+    animation. A second full page still is one (above)."""
+    thumbnail = np.ascontiguousarray(PICTURE[::4, ::4])
+    data = _with_tiff_tag(_two_page_tiff(PICTURE, thumbnail, pillow), *REDUCED_RESOLUTION, page=1)
+    decoded = decode_image(data)
+    assert decoded.pixels.shape == PICTURE.shape
+    assert np.abs(decoded.pixels.astype(int) - PICTURE).max() <= 1
+    assert _reason(_two_page_tiff(PICTURE, thumbnail, pillow)) == "animated"  # unmarked: another page
+    three = _with_tiff_tag(_two_page_tiff(PICTURE, PICTURE, pillow), 254, 2, page=1)  # bit 1: a page of a document
+    assert _reason(three) == "animated"
 
 
 @pytest.mark.parametrize("extension", [".tiff", ".pfm"])

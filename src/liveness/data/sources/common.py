@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,6 +135,8 @@ def looks_like_image(path: Path) -> bool:
     from liveness.data.decode import OPENCV_SIGNATURES
 
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False  # sniffing a pipe would eat its bytes, or wait for a writer; a device never ends
         with Image.open(path):
             return True
     except Exception:  # noqa: BLE001 - anything unrecognisable or unreadable is not an image here
