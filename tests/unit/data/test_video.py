@@ -1,3 +1,5 @@
+import struct
+
 import cv2
 import numpy as np
 import pytest
@@ -39,6 +41,26 @@ class TestSampleFrames:
 
         monkeypatch.setattr(cv2.VideoCapture, "get", overstated)
         assert [index for index, _ in sample_frames(path, 3)] == [0, 2, 5]
+
+    def test_a_phone_video_stored_sideways_comes_out_upright(self, tmp_path):
+        """Phones record portrait video as landscape frames plus a rotation in the track header (tkhd's
+        display matrix); the frames must come out as shown, or every face lies on its side (no_face)."""
+        path = tmp_path / "portrait.mp4"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (48, 32))
+        marked = np.zeros((32, 48, 3), np.uint8)
+        marked[:, :8] = 255  # a white band down the left edge, to see where it ends up
+        for _ in range(4):
+            writer.write(marked)
+        writer.release()
+        data = bytearray(path.read_bytes())
+        matrix = data.index(b"tkhd") + 4 + 4 + 4 * 5 + 8 + 8  # version 0: flags, times, ids, duration, layer...
+        assert struct.unpack(">9i", data[matrix : matrix + 36])[:2] == (65536, 0)  # the identity, as written
+        data[matrix : matrix + 36] = struct.pack(">9i", 0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30)  # 90 degrees
+        path.write_bytes(bytes(data))
+        frames = sample_frames(path, 2)
+        assert [frame.shape for _, frame in frames] == [(48, 32, 3)] * 2
+        rows = frames[0][1].mean(axis=(1, 2))  # the band now runs along the top or bottom edge, across the frame
+        assert max(rows[:6].mean(), rows[-6:].mean()) > 200 and rows[12:36].mean() < 40, rows.round()
 
     def test_missing_video(self, tmp_path):
         with pytest.raises(VideoError, match="not found") as caught:
