@@ -30,6 +30,7 @@ import io
 import os
 import re
 import stat
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -351,6 +352,9 @@ def _tiff_header(data: bytes) -> _RasterHeader | None:
                          (tags.get(_TIFF_ORIENTATION) or [1])[0], data_end)
 
 
+_OPENCV_QUIET = threading.Lock()  # OpenCV's log level is process-wide: one decode at a time changes it
+
+
 def _decode_with_opencv(data: bytes, header: _RasterHeader, max_pixels: int, source: str) -> DecodedImage:
     """Decode with OpenCV what Pillow cannot (float and many-channel TIFF, PFM, HDR): the same checks first
     (pixel limit and frames from the header, then truncation), then 8-bit RGB as ``to_rgb8`` would make it.
@@ -362,7 +366,13 @@ def _decode_with_opencv(data: bytes, header: _RasterHeader, max_pixels: int, sou
     if _is_truncated(data) or len(data) < header.data_end:
         raise _truncated(source)
     try:
-        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        with _OPENCV_QUIET:  # libtiff's complaints about a damaged file would clutter stderr beside our reason
+            level = cv2.utils.logging.getLogLevel()
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+            try:
+                pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+            finally:
+                cv2.utils.logging.setLogLevel(level)
     except cv2.error as error:
         raise _reject("corrupt", source, f"cannot be decoded (OpenCV: {error}); re-fetch or re-export it") from error
     if pixels is None:

@@ -218,3 +218,11 @@ def test_folder_discovery_takes_them_by_suffix_and_by_content(tmp_path):
     assert skipped == [(tmp_path, 1)]
     for _, _, data, _ in items:
         assert decode_image(data).converted == "rgbf->rgb"
+
+
+def test_a_damaged_file_is_a_reason_not_a_libtiff_complaint(capfd):
+    """libtiff, inside OpenCV, prints its errors on stderr; the row's reason says it, so stderr stays clean."""
+    data = _encoded(".tiff", PICTURE.astype(np.float32) / 255)
+    assert _reason(data[:-10]) == "corrupt"  # the last directory entries are cut
+    assert "TIFF" not in capfd.readouterr().err
+    assert cv2.utils.logging.getLogLevel() != cv2.utils.logging.LOG_LEVEL_SILENT  # restored
