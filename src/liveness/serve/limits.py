@@ -1,14 +1,16 @@
 """Request limits and input errors: every refusal is a ``ServeError`` that becomes a 4xx JSON body.
 
-Checks run cheapest first so a hostile request costs as little as possible: the declared Content-Length, the
-bytes actually read, the number of images, then the pixel count from the image header (Pillow's ``open`` reads
-the header only), and only then a full decode in a worker thread.
+Checks run cheapest first so a hostile request costs as little as possible: the Content-Encoding, the declared
+Content-Length, the bytes actually read (and, for a gzip or deflate body, inflated), the number of images, then
+the pixel count from the image header (Pillow's ``open`` reads the header only), and only then a full decode in
+a worker thread.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+import zlib
 from dataclasses import dataclass
 
 from PIL import Image
@@ -65,7 +67,9 @@ def check_image(upload: Upload, max_bytes: int, max_pixels: int) -> None:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refusing (413) as soon as the declared or received size passes ``limit``."""
+    """The whole body, refusing (413) as soon as the declared or received size passes ``limit``; a body sent
+    with ``Content-Encoding: gzip`` or ``deflate`` is decompressed, and held to the same limit once inflated."""
+    encodings = _content_encodings(request.headers.get("content-encoding", ""))
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise ServeError(413, "payload_too_large", f"request body of {int(declared):,} bytes exceeds {limit:,}")
@@ -75,7 +79,41 @@ async def read_body(request: Request, limit: int) -> bytes:
         if size > limit:
             raise ServeError(413, "payload_too_large", f"request body exceeds {limit:,} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    for encoding in reversed(encodings):  # the last one listed was applied last
+        body = _inflated(body, encoding, limit)
+    return body
+
+
+_DECOMPRESSED = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def _content_encodings(header: str) -> list[str]:
+    """The body's encodings, in the order applied; 415 for one this server cannot undo."""
+    encodings = [part.strip().lower() for part in header.split(",") if part.strip().lower() not in ("", "identity")]
+    unknown = [encoding for encoding in encodings if encoding not in _DECOMPRESSED]
+    if unknown:
+        raise ServeError(415, "unsupported_content_encoding",
+                         f"Content-Encoding {', '.join(unknown)} is not supported; send the image uncompressed "
+                         "(images are compressed already) or gzip it")
+    return encodings
+
+
+def _inflated(body: bytes, encoding: str, limit: int) -> bytes:
+    """``body`` decompressed, never past ``limit`` bytes (a small gzip bomb cannot fill the memory); HTTP's
+    deflate is zlib-wrapped, but raw deflate streams are common, so both are read."""
+    for window in (_DECOMPRESSED[encoding], -zlib.MAX_WBITS) if encoding == "deflate" else (_DECOMPRESSED[encoding],):
+        inflater = zlib.decompressobj(window)
+        try:
+            data = inflater.decompress(body, limit + 1)
+        except zlib.error:
+            continue
+        if len(data) > limit or inflater.unconsumed_tail:
+            raise ServeError(413, "payload_too_large", f"the {encoding} body inflates past {limit:,} bytes")
+        if inflater.eof:
+            return data
+    raise ServeError(400, "bad_content_encoding", f"the body is not a complete {encoding} stream, as its "
+                                                  "Content-Encoding says; send it uncompressed")
 
 
 async def _once(body: bytes):
@@ -91,6 +129,9 @@ async def uploads(request: Request, body: bytes, max_files: int) -> list[Upload]
             form = await parser.parse()
         except MultiPartException as error:
             if str(error).startswith("Too many files"):
+                if max_files == 1:
+                    raise ServeError(400, "several_images", "send one image here, or several to "
+                                                            "/v1/liveness/batch") from None
                 raise ServeError(413, "too_many_images", f"{error} Split the batch.") from None
             raise ServeError(400, "bad_multipart", f"cannot parse the multipart body: {error}") from None
         found = []

@@ -72,11 +72,13 @@ BATCH_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["images"], "properties": {
         "images": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "Empty body or malformed multipart"},
+    400: {"model": ErrorBody, "description": "Empty body, malformed multipart, several images sent to the single "
+                                             "endpoint, or a body that is not the gzip/deflate its Content-Encoding says"},
     408: {"model": ErrorBody, "description": "The body did not arrive within the timeout"},
     413: {"model": ErrorBody, "description": "Too many bytes, too many images, or too many pixels (from the header)"},
     415: {"model": ErrorBody, "description": "Not an image, an animation, or a format or pixel mode that cannot be "
-                                             "decoded to RGB (grayscale, palette, alpha, CMYK and 16-bit are converted)"},
+                                             "decoded to RGB (grayscale, palette, alpha, CMYK and 16-bit are "
+                                             "converted); a Content-Encoding other than gzip or deflate"},
     422: {"model": ErrorBody, "description": "Truncated or corrupt image data"},
     503: {"model": ErrorBody, "description": "No model loaded yet, or inference timed out"},
 }

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import threading
 import time
+import zlib
 
 import pytest
 from fastapi.testclient import TestClient
@@ -39,6 +41,42 @@ class TestLimits:
         with fake_app(max_bytes=1000) as client:
             answer = client.post("/v1/liveness", content=chunks())
             assert (answer.status_code, answer.json()["error"]) == (413, "payload_too_large")
+
+    @pytest.mark.parametrize("encoding,compress", [
+        ("gzip", gzip.compress),
+        ("x-gzip", gzip.compress),
+        ("deflate", zlib.compress),  # HTTP's deflate: zlib-wrapped
+        ("deflate", lambda data: zlib.compress(data)[2:-4]),  # the raw deflate stream many clients send
+        ("gzip, identity", gzip.compress),
+    ], ids=["gzip", "x-gzip", "deflate_zlib", "deflate_raw", "gzip_identity"])
+    def test_a_compressed_body_is_inflated_and_scored(self, encoding, compress):
+        face = jpeg(astronaut()[:16, :16])
+        with fake_app() as client:
+            answer = client.post("/v1/liveness", content=compress(face),
+                                 headers={"content-type": "image/jpeg", "content-encoding": encoding})
+            assert answer.status_code == 200, answer.text
+            assert answer.json() == client.post("/v1/liveness", content=face).json() | {
+                "latency_ms": answer.json()["latency_ms"]}
+
+    def test_a_small_gzip_bomb_is_413_once_inflated(self):
+        bomb = gzip.compress(b"\x00" * 50_000)  # about 100 bytes on the wire
+        with fake_app(max_bytes=1000) as client:
+            answer = client.post("/v1/liveness", content=bomb, headers={"content-encoding": "gzip"})
+            assert (answer.status_code, answer.json()["error"]) == (413, "payload_too_large")
+            assert len(bomb) < 1000
+
+    def test_an_unknown_or_false_content_encoding_is_a_clear_4xx(self):
+        face = jpeg(astronaut()[:16, :16])
+        with fake_app() as client:
+            answer = client.post("/v1/liveness", content=face, headers={"content-encoding": "br"})
+            assert (answer.status_code, answer.json()["error"]) == (415, "unsupported_content_encoding")
+            assert "br" in answer.json()["detail"]
+            answer = client.post("/v1/liveness", content=face, headers={"content-encoding": "gzip"})
+            assert (answer.status_code, answer.json()["error"]) == (400, "bad_content_encoding")
+            cut = gzip.compress(face)[:-20]
+            answer = client.post("/v1/liveness", content=cut, headers={"content-encoding": "gzip"})
+            assert (answer.status_code, answer.json()["error"]) == (400, "bad_content_encoding")
+            assert client.post("/v1/liveness", content=face, headers={"content-encoding": "identity"}).status_code == 200
 
     def test_pixels_are_refused_from_the_header_before_decoding(self, monkeypatch):
         decoded = []
