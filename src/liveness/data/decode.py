@@ -434,8 +434,27 @@ def _classify_failure(data: bytes, error: Exception, source: str) -> ImageReject
     if _is_truncated(data) or "truncated" in str(error).lower():
         return _truncated(source)
     if isinstance(error, UnidentifiedImageError) and not _has_known_signature(data):
+        if video := _video_container(data):
+            return _reject("not_an_image", source, f"this is a video ({video}), not a still image; send one frame, "
+                                                   "or score the video with `liveness predict`, which samples frames")
         return _reject("not_an_image", source, f"not a recognised image (starts with {data[:8]!r}); fix or drop it")
     return _reject("corrupt", source, f"cannot be decoded ({type(error).__name__}: {error}); re-fetch or re-export it")
+
+
+def _video_container(data: bytes) -> str:
+    """The video container ``data`` starts like, or "": a video sent where a still image belongs gets a message
+    that says so."""
+    if data[4:8] == b"ftyp" and not _is_iso_media_image(data):
+        return "MP4/MOV"
+    if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
+        return "AVI"
+    if data[:4] == b"\x1aE\xdf\xa3":
+        return "Matroska/WebM"
+    if data[:3] == b"FLV":
+        return "FLV"
+    if data[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3") or data[:377:188] == b"GGG":
+        return "MPEG"
+    return ""
 
 
 def _truncated(source: str) -> ImageRejected:

@@ -275,3 +275,20 @@ def test_damaged_bytes_only_ever_raise_image_rejected():
                 decode_bytes(bytes(damaged[: int(rng.integers(len(damaged) // 2, len(damaged) + 1))]))
             except ImageRejected as error:
                 assert error.reason in REJECTION_REASONS
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mov", ".avi", ".mkv"])
+def test_a_video_sent_as_an_image_says_it_is_a_video(tmp_path, suffix):
+    """A clip uploaded where a still belongs: the reason stays not_an_image, and the message says what to do."""
+    from tests.fixtures.databases import write_video
+
+    data = write_video(tmp_path / f"clip{suffix}", frames=3).read_bytes()
+    with pytest.raises(ImageRejected, match="this is a video .*liveness predict") as caught:
+        decode_bytes(data)
+    assert caught.value.reason == "not_an_image"
+
+
+def test_an_image_container_is_not_taken_for_a_video():
+    with pytest.raises(ImageRejected) as caught:
+        decode_bytes(b"\x00\x00\x00\x18ftypheic" + b"\x00" * 4)  # a HEIF photo's brand, cut: not a video
+    assert caught.value.reason == "truncated" and "video" not in str(caught.value)
