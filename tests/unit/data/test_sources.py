@@ -1,4 +1,5 @@
 import json
+import os
 import re
 from pathlib import Path
 
@@ -263,6 +264,14 @@ class TestCelebASpoof:
         databases.make_celeba_spoof(tmp_path)
         image = tmp_path / "Data/train/4980/live/000001.jpg"
         image.write_bytes(b"not an image")
+        assert read("celeba_spoof", tmp_path)[str(image)].box is None
+
+    @pytest.mark.timeout(60)
+    def test_a_named_pipe_in_place_of_an_image_has_no_box_and_does_not_hang(self, tmp_path):
+        databases.make_celeba_spoof(tmp_path)
+        image = tmp_path / "Data/train/4980/live/000001.jpg"
+        image.unlink()
+        os.mkfifo(image)  # reading its header would wait for a writer forever
         assert read("celeba_spoof", tmp_path)[str(image)].box is None
 
     def test_label_comes_from_the_json_not_the_folder(self, tmp_path):

@@ -235,6 +235,8 @@ def _celeba_spoof_box(image: Path) -> tuple[float, float, float, float] | None:
     values = parse_numbers(text.split())
     if values is None or len(values) != 5:
         raise line_error(box_file, line, f"expected 'x y w h score', got {text!r}")
+    if not image.is_file():  # absent, or a pipe or device that opening would wait on: curation gives it its row
+        return None
     try:
         with Image.open(image) as opened:  # reads the header only
             width, height = opened.size
