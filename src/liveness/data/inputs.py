@@ -18,8 +18,8 @@ InputItem = tuple[str, "int | None", "bytes | None", str]  # path, frame, encode
 
 def discover_inputs(paths: list[Path], frames: int) -> tuple[list[InputItem], list[tuple[Path, int]]]:
     """(path, frame, encoded image or None, failure reason) per image file or sampled video frame, and per folder
-    how many files it skipped (neither images nor videos by name or content; 0 for a folder without files). Video frames are sampled evenly
-    (``frames`` per video) and encoded as PNG, the bytes a registered model takes."""
+    how many files it skipped (neither images nor videos by name or content; 0 for a folder without files).
+    Video frames are sampled evenly (``frames`` per video) and encoded as PNG, the bytes a registered model takes."""
     import cv2
 
     from liveness.data.video import VideoError, sample_frames

@@ -15,7 +15,8 @@ from liveness.data.records import SourceRecord
 
 VIDEO_REASONS: dict[str, str] = {
     "video_missing": "the video path does not exist",
-    "video_unreadable": "OpenCV cannot open it (not a video, or damaged), or it is not a regular file (a pipe, a device)",
+    "video_unreadable": "OpenCV cannot open it (not a video, or damaged), or it is not a regular file (a pipe, a "
+                        "device)",
     "video_no_frames": "the video opens but holds no decodable frame",
 }
 

@@ -85,13 +85,15 @@ async def read_body(request: Request, limit: int) -> bytes:
     return body
 
 
-_DECOMPRESSED = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+# zlib windows to try per encoding: HTTP's deflate is zlib-wrapped, but many clients send a raw deflate stream
+_WINDOWS = {"gzip": (16 + zlib.MAX_WBITS,), "x-gzip": (16 + zlib.MAX_WBITS,),
+            "deflate": (zlib.MAX_WBITS, -zlib.MAX_WBITS)}
 
 
 def _content_encodings(header: str) -> list[str]:
     """The body's encodings, in the order applied; 415 for one this server cannot undo."""
     encodings = [part.strip().lower() for part in header.split(",") if part.strip().lower() not in ("", "identity")]
-    unknown = [encoding for encoding in encodings if encoding not in _DECOMPRESSED]
+    unknown = [encoding for encoding in encodings if encoding not in _WINDOWS]
     if unknown:
         raise ServeError(415, "unsupported_content_encoding",
                          f"Content-Encoding {', '.join(unknown)} is not supported; send the image uncompressed "
@@ -100,9 +102,8 @@ def _content_encodings(header: str) -> list[str]:
 
 
 def _inflated(body: bytes, encoding: str, limit: int) -> bytes:
-    """``body`` decompressed, never past ``limit`` bytes (a small gzip bomb cannot fill the memory); HTTP's
-    deflate is zlib-wrapped, but raw deflate streams are common, so both are read."""
-    for window in (_DECOMPRESSED[encoding], -zlib.MAX_WBITS) if encoding == "deflate" else (_DECOMPRESSED[encoding],):
+    """``body`` decompressed, never past ``limit`` bytes (a small gzip bomb cannot fill the memory)."""
+    for window in _WINDOWS[encoding]:
         inflater = zlib.decompressobj(window)
         try:
             data = inflater.decompress(body, limit + 1)

@@ -73,7 +73,8 @@ BATCH_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
         "images": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Empty body, malformed multipart, several images sent to the single "
-                                             "endpoint, or a body that is not the gzip/deflate its Content-Encoding says"},
+                                             "endpoint, or a body that is not the gzip/deflate stream its "
+                                             "Content-Encoding says"},
     408: {"model": ErrorBody, "description": "The body did not arrive within the timeout"},
     413: {"model": ErrorBody, "description": "Too many bytes, too many images, or too many pixels (from the header)"},
     415: {"model": ErrorBody, "description": "Not an image, an animation, or a format or pixel mode that cannot be "
