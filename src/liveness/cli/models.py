@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from liveness.cli.common import _fail, _registry_settings, app, console, export_app
-from liveness.data.inputs import discover_inputs
+from liveness.data.inputs import find_input_files, read_inputs
 from liveness.registry.resolve import DEFAULT_MODEL
 
 
@@ -121,6 +121,7 @@ def predict(
     synthetic data that scores an image also prints one warning on stderr. Exits 1 when any input failed
     (unreadable, rejected by the decoder, several faces), naming its reason.
     """
+    import itertools
     import json
 
     from rich.markup import escape
@@ -128,15 +129,16 @@ def predict(
     from liveness.bundle import synthetic_warning
 
     info, trained_on, score = _predict_model(model, params_path, backend)
-    items, skipped = discover_inputs(paths, frames)
+    files, skipped = find_input_files(paths)
     for folder, count in skipped:
         console.print(f"[yellow]note:[/] skipped {count} file(s) under {folder} that are neither images nor videos "
                       "by name or content" if count else f"[yellow]note:[/] {folder} holds no files")
-    if not items:
+    if not files:
         _fail(f"no image or video found under {', '.join(map(str, paths))}")
-    failures, warned = 0, False
-    for start in range(0, len(items), batch_size):
-        chunk = items[start:start + batch_size]
+    failures, warned, total = 0, False, 0
+    items = read_inputs(files, frames)  # read batch by batch: a folder of any size fits in memory
+    while chunk := list(itertools.islice(items, batch_size)):
+        total += len(chunk)
         readable = [item for item in chunk if item[2] is not None]
         outputs = iter(_isolated(score, [item[2] for item in readable]) if readable else [])
         for path, frame, data, reason in chunk:
@@ -152,7 +154,7 @@ def predict(
                 failures += 1
                 console.print(f"[red]failed:[/] {path}{'' if frame is None else f' frame {frame}'}: {row['reason']}")
     if failures:
-        _fail(f"{failures} of {len(items)} inputs failed", code=1)
+        _fail(f"{failures} of {total} inputs failed", code=1)
 
 
 def _rejected_row(reason: str) -> dict:

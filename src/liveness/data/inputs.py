@@ -8,6 +8,7 @@ sampler's reason). Named pipes are read until their writer closes them, never wa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from liveness.data.decode import ImageRejected, read_image_file
@@ -16,14 +17,10 @@ from liveness.data.sources.common import FOLDER_IMAGE_EXTENSIONS, VIDEO_EXTENSIO
 InputItem = tuple[str, "int | None", "bytes | None", str]  # path, frame, encoded image (None: failed), reason
 
 
-def discover_inputs(paths: list[Path], frames: int) -> tuple[list[InputItem], list[tuple[Path, int]]]:
-    """(path, frame, encoded image or None, failure reason) per image file or sampled video frame, and per folder
-    how many files it skipped (neither images nor videos by name or content; 0 for a folder without files).
-    Video frames are sampled evenly (``frames`` per video) and encoded as PNG, the bytes a registered model takes."""
-    import cv2
-
-    from liveness.data.video import VideoError, sample_frames
-
+def find_input_files(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, int]]]:
+    """The files ``liveness predict`` scores, in order (folders searched recursively), and per folder how many
+    files it skipped (neither images nor videos by name or content; 0 for a folder without files). Nothing is
+    read yet but what sniffing a suffix-less file needs."""
     skipped: list[tuple[Path, int]] = []
     files: list[Path] = []
     for path in paths:
@@ -38,19 +35,31 @@ def discover_inputs(paths: list[Path], frames: int) -> tuple[list[InputItem], li
             files += chosen
         else:
             files.append(path)
-    items: list[tuple[str, int | None, bytes | None, str]] = []
+    return files, skipped
+
+
+def read_inputs(files: list[Path], frames: int) -> Iterator[InputItem]:
+    """(path, frame, encoded image or None, failure reason) per image file or sampled video frame, read one file
+    at a time as the caller asks, so memory follows the batch, not the folder. Video frames are sampled evenly
+    (``frames`` per video) and encoded as PNG, the bytes a registered model takes; every file yields at least
+    one item."""
+    import cv2
+
+    from liveness.data.video import VideoError, sample_frames
+
     for path in files:
         if not path.exists():
-            items.append((str(path), None, None, "broken_symlink" if path.is_symlink() else "missing_file"))
+            yield str(path), None, None, "broken_symlink" if path.is_symlink() else "missing_file"
         elif path.suffix.lower() in VIDEO_EXTENSIONS:
             try:
-                for index, rgb in sample_frames(path, frames):
-                    items.append((str(path), index, cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes(), ""))
+                sampled = sample_frames(path, frames)
             except VideoError as error:
-                items.append((str(path), None, None, error.reason))
+                yield str(path), None, None, error.reason
+                continue
+            for index, rgb in sampled:
+                yield str(path), index, cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes(), ""
         else:
             try:
-                items.append((str(path), None, read_image_file(path), ""))
+                yield str(path), None, read_image_file(path), ""
             except ImageRejected as error:
-                items.append((str(path), None, None, error.reason))
-    return items, skipped
+                yield str(path), None, None, error.reason

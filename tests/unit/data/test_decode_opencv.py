@@ -206,14 +206,15 @@ def test_any_such_file_decodes_or_is_a_reasoned_rejection(extension, channels, h
 
 def test_folder_discovery_takes_them_by_suffix_and_by_content(tmp_path):
     """``liveness predict <folder>`` once skipped .pfm and .hdr as "neither images nor videos"."""
-    from liveness.data.inputs import discover_inputs
+    from liveness.data.inputs import find_input_files, read_inputs
 
     float_tiff = _encoded(".tiff", PICTURE.astype(np.float32) / 255)
     (tmp_path / "a.pfm").write_bytes(_encoded(".pfm", PICTURE.astype(np.float32) / 255))
     (tmp_path / "b.hdr").write_bytes(_encoded(".hdr", PICTURE.astype(np.float32) / 255))
     (tmp_path / "c_float_tiff_without_suffix").write_bytes(float_tiff)
     (tmp_path / "notes.txt").write_text("not an image")
-    items, skipped = discover_inputs([tmp_path], frames=1)
+    files, skipped = find_input_files([tmp_path])
+    items = list(read_inputs(files, frames=1))
     assert sorted(Path(path).name for path, *_ in items) == ["a.pfm", "b.hdr", "c_float_tiff_without_suffix"]
     assert skipped == [(tmp_path, 1)]
     for _, _, data, _ in items:

@@ -19,7 +19,7 @@ from PIL import Image
 from liveness.data import decode
 from liveness.data.curate import CurationSettings, process_chunk
 from liveness.data.decode import ImageRejected, load_image, read_image_file
-from liveness.data.inputs import discover_inputs
+from liveness.data.inputs import find_input_files, read_inputs
 from liveness.data.records import SourceRecord
 from liveness.data.sources.common import list_files, looks_like_image, walk_files
 from liveness.data.video import VideoError, sample_frames
@@ -162,7 +162,8 @@ class TestEntryPoints:
         _fifo(folder / "pipe.jpg")
         _fifo(folder / "pipe.mp4")
         _fifo(folder / "pipe_without_suffix")  # neither an image nor a video by name; never sniffed
-        items, skipped = discover_inputs([folder, Path("/dev/zero"), folder / "empty"], frames=2)
+        files, skipped = find_input_files([folder, Path("/dev/zero"), folder / "empty"])
+        items = list(read_inputs(files, frames=2))
         reasons = {Path(path).name: reason for path, _, _, reason in items}
         assert reasons == {"face.jpg": "", "pipe.jpg": "empty_file", "pipe.mp4": "video_unreadable",
                            "zero": "unreadable"}
@@ -173,3 +174,19 @@ class TestEntryPoints:
         with pytest.raises(VideoError) as caught:
             sample_frames(_fifo(tmp_path / "clip.mp4"), 3)
         assert caught.value.reason == "video_unreadable" and "not a regular file" in str(caught.value)
+
+
+def test_predict_reads_one_file_at_a_time(tmp_path, jpeg, monkeypatch):
+    """Files are read as the caller asks for them, so a folder of any size never sits in memory at once."""
+    from liveness.data import inputs
+
+    for index in range(3):
+        (tmp_path / f"{index}.jpg").write_bytes(jpeg)
+    reads = []
+    monkeypatch.setattr(inputs, "read_image_file", lambda path: reads.append(path.name) or jpeg)
+    files, _ = find_input_files([tmp_path])
+    assert reads == []  # listing reads nothing
+    items = read_inputs(files, frames=1)
+    next(items)
+    assert reads == ["0.jpg"]
+    assert [Path(path).name for path, *_ in items] == ["1.jpg", "2.jpg"] and reads == ["0.jpg", "1.jpg", "2.jpg"]
