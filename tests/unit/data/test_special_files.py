@@ -41,12 +41,17 @@ def _fifo(path: Path) -> Path:
     return path
 
 
-def _write_later(path: Path, data: bytes, hold_s: float = 0.0) -> threading.Thread:
-    """A writer that opens the pipe (waiting for the reader), sends ``data`` after ``hold_s`` and closes it."""
+def _write_later(path: Path, data: bytes, hold_s: float = 0.5) -> threading.Thread:
+    """A writer attached to the pipe before this returns, so the reader always finds one (no race with a thread
+    still on its way to open()); it sends ``data`` after ``hold_s`` and then closes, which the reader sees as
+    the end."""
+    keeper = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a reader for a moment, so opening to write does not wait
+    descriptor = os.open(path, os.O_WRONLY)
+    os.close(keeper)
 
     def write() -> None:
-        with open(path, "wb") as stream:
-            time.sleep(hold_s)
+        time.sleep(hold_s)  # the reader opens the pipe meanwhile
+        with os.fdopen(descriptor, "wb") as stream:
             stream.write(data)
 
     thread = threading.Thread(target=write, daemon=True)
@@ -69,8 +74,7 @@ class TestReadingAPath:
 
     def test_a_pipe_with_a_writer_is_read_to_the_end(self, tmp_path, jpeg):
         pipe = _fifo(tmp_path / "pipe.jpg")
-        writer = _write_later(pipe, jpeg, hold_s=0.2)  # the reader must wait for data that comes late
-        time.sleep(0.1)  # let the writer block in open(), so the reader finds it there
+        writer = _write_later(pipe, jpeg)  # the reader must wait for data that comes late
         decoded = load_image(pipe)
         writer.join(5)
         assert decoded.pixels.shape == (512, 512, 3) and decoded.format == "JPEG"
@@ -79,7 +83,6 @@ class TestReadingAPath:
         monkeypatch.setattr(decode, "PIPE_IDLE_S", 0.3)
         pipe = _fifo(tmp_path / "pipe.jpg")
         writer = _write_later(pipe, b"", hold_s=2.0)
-        time.sleep(0.1)
         reason, message = _reason(lambda: read_image_file(pipe))
         writer.join(5)
         assert reason == "unreadable" and "sent nothing" in message
@@ -87,7 +90,6 @@ class TestReadingAPath:
     def test_a_pipe_that_sends_too_much_is_too_large(self, tmp_path):
         pipe = _fifo(tmp_path / "pipe.jpg")
         writer = _write_later(pipe, b"\xff" * 5000)
-        time.sleep(0.1)
         reason, message = _reason(lambda: read_image_file(pipe, max_bytes=1000))
         writer.join(5)
         assert reason == "too_large" and "1000 byte limit" in message
@@ -135,7 +137,6 @@ class TestFolderDiscovery:
         assert looks_like_image(pipe) is False
         assert walk_files(tmp_path, frozenset({".jpg"}), sniff=True) == []
         writer = _write_later(pipe, jpeg)  # the pipe still holds every byte for a real read
-        time.sleep(0.1)
         assert read_image_file(pipe) == jpeg
         writer.join(5)
 
