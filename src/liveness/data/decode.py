@@ -123,7 +123,7 @@ class ImageRejected(ValueError):
 def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS,
                max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> DecodedImage:
     """Decode the image file at ``path`` to 8-bit RGB with EXIF orientation applied, or raise ImageRejected."""
-    return _decode(_read_file(Path(path), max_bytes), max_pixels, source=str(path))
+    return _decode(read_image_file(path, max_bytes), max_pixels, source=str(path))
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, *, source: str = "image bytes") -> DecodedImage:
@@ -145,24 +145,19 @@ def _reject(reason: str, source: str, detail: str) -> ImageRejected:
     return ImageRejected(reason, f"{source}: rejected ({reason}): {detail}")
 
 
-def read_image_file(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
-    """The bytes of the image file at ``path``, or ``ImageRejected`` (missing_file, broken_symlink, unreadable,
-    empty_file, too_large). Never blocks on a named pipe nobody writes to, and never reads a device forever."""
-    return _read_file(Path(path), max_bytes)
-
-
 PIPE_IDLE_S = 10.0  # a pipe that sends nothing for this long is refused as unreadable
 _SPECIAL_FILES = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
                   (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
-def _read_file(path: Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
-    """The file's bytes; access failures become missing_file, broken_symlink or unreadable.
+def read_image_file(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
+    """The bytes of the image file at ``path``, or ``ImageRejected`` (missing_file, broken_symlink, unreadable,
+    empty_file, too_large).
 
     Opened without blocking, so that a named pipe (FIFO) with no writer cannot hang a run; regular files are
     read up to ``max_bytes``, pipes until their writer closes them (``cat x.jpg | liveness predict
     /dev/stdin``), and devices and sockets are refused rather than read."""
-    source = str(path)
+    path, source = Path(path), str(path)
     try:
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:

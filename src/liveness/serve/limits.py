@@ -92,7 +92,7 @@ _WINDOWS = {"gzip": (16 + zlib.MAX_WBITS,), "x-gzip": (16 + zlib.MAX_WBITS,),
 
 def _content_encodings(header: str) -> list[str]:
     """The body's encodings, in the order applied; 415 for one this server cannot undo."""
-    encodings = [part.strip().lower() for part in header.split(",") if part.strip().lower() not in ("", "identity")]
+    encodings = [name for name in (part.strip().lower() for part in header.split(",")) if name not in ("", "identity")]
     unknown = [encoding for encoding in encodings if encoding not in _WINDOWS]
     if unknown:
         raise ServeError(415, "unsupported_content_encoding",
