@@ -131,8 +131,8 @@ def predict(
     info, trained_on, score = _predict_model(model, params_path, backend)
     files, skipped = find_input_files(paths)
     for folder, count in skipped:
-        console.print(f"[yellow]note:[/] skipped {count} file(s) under {folder} that are neither images nor videos "
-                      "by name or content" if count else f"[yellow]note:[/] {folder} holds no files")
+        console.print(f"[yellow]note:[/] skipped {count} file(s) under {folder} that are hidden or neither images "
+                      "nor videos by name or content" if count else f"[yellow]note:[/] {folder} holds no files")
     if not files:
         _fail(f"no image or video found under {', '.join(map(str, paths))}")
     failures, warned, total = 0, False, 0

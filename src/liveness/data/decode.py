@@ -167,10 +167,10 @@ def read_image_file(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_F
         raise _reject("missing_file", source, "no such file; check the path in the source listing") from None
     except (OSError, ValueError) as error:  # ValueError: a path with a NUL byte
         try:
-            kind = _kind(os.stat(path).st_mode)  # a socket cannot even be opened; Windows refuses a folder
+            mode = os.stat(path).st_mode  # a socket cannot even be opened; Windows refuses a folder
         except (OSError, ValueError):
-            kind = ""
-        detail = (f"is {kind}, not an image file; pass the image file itself" if kind else
+            mode = 0
+        detail = (_not_a_file(path, mode) if mode and not stat.S_ISREG(mode) else
                   f"cannot be read ({getattr(error, 'strerror', None) or error}); check its permissions")
         raise _reject("unreadable", source, detail) from error
     try:
@@ -178,8 +178,7 @@ def read_image_file(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_F
         if stat.S_ISFIFO(status.st_mode):
             return _read_pipe(descriptor, max_bytes, source)
         if not stat.S_ISREG(status.st_mode):
-            raise _reject("unreadable", source, f"is {_kind(status.st_mode)}, not an image file; pass the image "
-                                                "file itself")
+            raise _reject("unreadable", source, _not_a_file(path, status.st_mode))
         if status.st_size > max_bytes:
             raise _too_many_bytes(source, status.st_size, max_bytes)
         os.set_blocking(descriptor, True)
@@ -193,6 +192,18 @@ def read_image_file(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_F
         raise _reject("unreadable", source, detail) from error
     finally:
         os.close(descriptor)
+
+
+def _not_a_file(path: Path, mode: int) -> str:
+    """Why a path that is not a regular file has no image: a folder that cannot be listed says so (a folder
+    search hands those on, so that their files are not lost without a word), anything else what it is."""
+    if stat.S_ISDIR(mode):
+        try:
+            with os.scandir(path):
+                pass
+        except OSError as error:
+            return f"is a folder that cannot be listed ({error.strerror or error}); check its permissions"
+    return f"is {_kind(mode)}, not an image file; pass the image file itself"
 
 
 def _kind(mode: int) -> str:
@@ -414,13 +425,16 @@ def _opencv_to_rgb8(pixels: np.ndarray, source: str) -> tuple[np.ndarray, str]:
 
 
 def _oriented(image: Image.Image) -> Image.Image:
-    """EXIF orientation applied; a damaged EXIF block leaves the image as stored rather than refusing it."""
+    """EXIF orientation applied, in place: the image is ours, and a copy of an upright one would cost as much as
+    decoding it (0.5 of 1.1 ms for a 512x512 JPEG). A damaged EXIF block leaves the image as stored rather than
+    refusing it."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # Pillow's "Corrupt EXIF data": we fall back below
-            return ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)
     except Exception:  # noqa: BLE001 - the orientation tag is advisory
-        return image
+        pass
+    return image
 
 
 def _classify_failure(data: bytes, error: Exception, source: str) -> ImageRejected:

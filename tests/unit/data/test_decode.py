@@ -186,6 +186,24 @@ def test_good_jpeg_decodes_with_exif_rotation(corpus):
     assert np.abs(image.astype(int) - expected).mean() < 6
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG"])
+def test_every_exif_orientation_gives_what_pillows_own_transpose_gives(orientation, image_format):
+    """The orientation is applied in place (no copy of an upright image); the pixels must be those of Pillow's
+    copying ``exif_transpose``, for all eight orientations."""
+    from PIL import ImageOps
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(Image.fromarray(astronaut()[:40, :56]), image_format, exif=exif.tobytes())
+    with Image.open(io.BytesIO(data)) as stored:
+        expected = np.asarray(ImageOps.exif_transpose(stored).convert("RGB"))
+    decoded = decode.decode_image(data, 10_000, source="oriented")
+    np.testing.assert_array_equal(decoded.pixels, expected)
+    assert decoded.pixels.shape[:2] == ((56, 40) if orientation >= 5 else (40, 56))
+    assert decoded.pixels.flags.writeable
+
+
 def test_decode_bytes_matches_load_rgb(corpus):
     path = corpus / GOOD_NAME
     np.testing.assert_array_equal(decode_bytes(path.read_bytes()), load_rgb(path))

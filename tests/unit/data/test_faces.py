@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from liveness.data.faces import Face, FaceDetector, _scaled_template, align_and_crop, choose_face
+from liveness.data.faces import REFINE_SLICE, Face, FaceDetector, _scaled_template, align_and_crop, choose_face
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +121,40 @@ class TestDetectionCopy:
 
     def test_an_image_too_small_for_the_pyramid_has_no_face(self, detector):
         assert detector.detect(np.full((14, 25, 3), 127, np.uint8)) == []
+
+
+class TestRefiningSlices:
+    """R-Net and O-Net see their candidates in slices of about REFINE_SLICE on the CPU, for the cache's sake: the
+    answers must be those of the whole stack, and no slice so small that the convolution changes kernel."""
+
+    @pytest.mark.parametrize("count", [1, 9, 23, 24, 40, 69, 130])
+    @pytest.mark.parametrize("stage", ["rnet", "onet"])
+    def test_slices_answer_as_the_whole_stack(self, detector, count, stage):
+        import torch
+
+        mtcnn = detector._mtcnn
+        net, side = (mtcnn.rnet, 24) if stage == "rnet" else (mtcnn.onet, 48)
+        crops = np.random.default_rng(count).integers(0, 256, (count, side, side, 3), dtype=np.uint8)
+        calls = []
+        handle = net.register_forward_hook(lambda module, inputs, output: calls.append(len(inputs[0])))
+        try:
+            with torch.inference_mode():
+                sliced = mtcnn._refine(net, crops)
+                calls_for_slices = list(calls)
+                whole = tuple(out.cpu() for out in net(mtcnn._tensor(crops)))
+        finally:
+            handle.remove()
+        assert sum(calls_for_slices) == count
+        assert len(calls_for_slices) == max(1, round(count / REFINE_SLICE))
+        assert min(calls_for_slices) >= min(count, 10)  # never a sliver: 24 crops are 2 x 12, 69 are 18+17+17+17
+        for part, reference in zip(sliced, whole, strict=True):
+            assert part.shape == reference.shape
+            torch.testing.assert_close(part, reference, atol=1e-5, rtol=0)  # bitwise equal here; 1e-5 is far below
+            # a probability step that could move a threshold decision
+
+    def test_the_astronaut_gives_the_same_faces_as_one_stack(self, detector, astronaut, monkeypatch):
+        sliced = detector.detect(astronaut)
+        monkeypatch.setattr("liveness.data.faces.REFINE_SLICE", 10_000)  # one slice: the whole stack
+        whole = detector.detect(astronaut)
+        assert [face.box for face in sliced] == [face.box for face in whole]
+        assert all(np.array_equal(a.landmarks, b.landmarks) for a, b in zip(sliced, whole, strict=True))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from liveness.data.records import LIVE, SPECIES_LIVE, SPOOF, SourceRecord
@@ -100,27 +101,58 @@ def files_in_subfolders(base: Path, extensions: frozenset[str]) -> list[Path]:
     return [path for folder in folders for path in list_files(folder, extensions)]
 
 
-def walk_files(root: Path, extensions: frozenset[str], sniff: bool = False) -> list[Path]:
-    """Files under ``root`` at any depth with an extension in ``extensions`` (with ``sniff``, also files of any
-    other name whose first bytes Pillow recognises as an image), sorted.
+@dataclass(frozen=True)
+class FolderTree:
+    """What ``walk_tree`` found under a folder."""
+
+    files: list[Path]  # every entry that is not a folder (files, links, pipes, devices), sorted
+    hidden: int  # hidden names (``.name``) passed over, files and folders
+    unlisted: list[Path]  # folders that could not be listed (permissions, vanished): their files are unknown
+
+
+def walk_tree(root: Path) -> FolderTree:
+    """Everything under ``root`` at any depth that is not a folder, as curation's folder source and ``liveness
+    predict`` both search a folder.
 
     Symlinked folders are followed, but each real folder is read once, so a link back to an ancestor cannot
     loop and a linked copy yields no duplicates. Hidden files and folders (``.name``, such as macOS ``._x.jpg``
-    resource forks) are skipped: they are never face images.
+    resource forks) are skipped and counted: they are never face images. A folder that cannot be listed is
+    named in ``unlisted`` rather than silently contributing nothing.
     """
     seen: set[tuple[int, int]] = set()
     found: list[Path] = []
-    for folder, dirnames, filenames in os.walk(root, followlinks=True):
-        status = os.stat(folder)
+    unlisted: list[Path] = []
+    hidden = 0
+
+    def cannot_list(error: OSError) -> None:
+        unlisted.append(Path(error.filename) if error.filename else root)
+
+    for folder, dirnames, filenames in os.walk(root, onerror=cannot_list, followlinks=True):
+        try:
+            status = os.stat(folder)
+        except OSError:
+            unlisted.append(Path(folder))
+            dirnames.clear()
+            continue
         if (status.st_dev, status.st_ino) in seen:
             dirnames.clear()
             continue
         seen.add((status.st_dev, status.st_ino))
+        hidden += sum(name.startswith(".") for name in (*dirnames, *filenames))
         dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
-        found.extend(Path(folder, name) for name in filenames
-                     if _wanted(name, extensions) or (sniff and not name.startswith(".")
-                                                       and looks_like_image(Path(folder, name))))
-    return sorted(found)
+        found.extend(Path(folder, name) for name in filenames if not name.startswith("."))
+    return FolderTree(sorted(found), hidden, sorted(set(unlisted)))
+
+
+def walk_files(root: Path, extensions: frozenset[str], sniff: bool = False) -> list[Path]:
+    """Files under ``root`` at any depth (``walk_tree``) with an extension in ``extensions`` (with ``sniff``, also
+    files of any other name whose first bytes Pillow recognises as an image), sorted, followed by the folders
+    that could not be listed: each becomes a record whose load fails as ``unreadable``, so a run says which
+    part of the source it never saw."""
+    tree = walk_tree(root)
+    chosen = [path for path in tree.files
+              if path.suffix.lower() in extensions or (sniff and looks_like_image(path))]
+    return chosen + [folder for folder in tree.unlisted if folder not in chosen]
 
 
 def _wanted(name: str, extensions: frozenset[str]) -> bool:
