@@ -3,7 +3,8 @@
 A folder contributes files with an image or video suffix and files whose first bytes Pillow recognises as an
 image, whatever they are named; it is searched as curation searches one (``walk_tree``). Every input keeps a
 row: one that cannot be read carries its reason instead of bytes (``missing_file``, ``broken_symlink``,
-``unreadable``, ``empty_file``, ``too_large``, or the video sampler's reason). Named pipes are read until their writer closes them, never waited on without one.
+``unreadable``, ``empty_file``, ``too_large``, or the video sampler's reason). Named pipes are read until
+their writer closes them, never waited on without one.
 """
 
 from __future__ import annotations

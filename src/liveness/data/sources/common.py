@@ -152,7 +152,7 @@ def walk_files(root: Path, extensions: frozenset[str], sniff: bool = False) -> l
     tree = walk_tree(root)
     chosen = [path for path in tree.files
               if path.suffix.lower() in extensions or (sniff and looks_like_image(path))]
-    return chosen + [folder for folder in tree.unlisted if folder not in chosen]
+    return chosen + tree.unlisted
 
 
 def _wanted(name: str, extensions: frozenset[str]) -> bool:
