@@ -101,3 +101,26 @@ def test_serve_load_compares_two_servers_and_splits_the_request_time():
             (os.cpu_count() or 1) * 1000 / (config["server_cpu_ms_per_request"] + config["client_cpu_ms_per_request"]),
             rel=0.02)
     assert result["target_met"] is False
+
+
+DETECT_COST_SCRIPT = SCRIPT.parent / "detect_cost.py"
+
+
+@pytest.mark.slow
+def test_detect_cost_times_the_variants_and_splits_the_default():
+    completed = subprocess.run(
+        [sys.executable, str(DETECT_COST_SCRIPT), "--repeats", "3", "--max-side", "200", "--onnx"],
+        capture_output=True, text=True, timeout=300, cwd=SCRIPT.parents[1], env=os.environ | QUIET,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout)  # one JSON line and nothing else on stdout
+    assert set(result["ms_per_detection"]) == {"default", "max_side_200", "onnxruntime_nets"}
+    assert all(ms > 0 for ms in result["ms_per_detection"].values())
+    assert result["ratio_to_default"]["default"] == 1.0
+    assert result["default_settings"] == {"min_face_size": DetectionParams().min_face_size,
+                                          "max_side": DetectionParams().max_side}
+    # the astronaut's one face; onnxruntime runs the same networks, so it finds the same box
+    assert result["faces"]["default"] == 1 and result["same_faces"]["onnxruntime_nets"] is True
+    assert set(result["cost_share"]) <= {"convolution", "pooling", "prelu", "linear", "opencv_resize", "nms", "other"}
+    assert sum(result["cost_share"].values()) == pytest.approx(1.0, abs=0.01)
+    assert result["cost_share"]["convolution"] > 0 and result["cost_share"]["opencv_resize"] > 0
