@@ -6,7 +6,9 @@ scikit-image's astronaut (512x512, the serve_load payload) and prints one JSON o
 - ``ms_per_detection``: each variant's mean, timed interleaved call by call in this one process (the machine's
   speed drifts by up to 15% within minutes, so only these ratios are worth comparing):
   ``default``; ``max_side_<N>``, a smaller detection copy (faces down to min_face_size * 512 / N source px:
-  fewer faces looked for, so not the same search); and, with ``--onnx``, ``onnxruntime_nets``, P-Net, R-Net
+  fewer faces looked for, so not the same search); ``min_face_size_<M>``, P-Net's finest pyramid levels left out
+  (faces down to M px of the copy: what a coarse-first search would skip when a large face is found first);
+  and, with ``--onnx``, ``onnxruntime_nets``, P-Net, R-Net
   and O-Net exported to ONNX (legacy exporter) and run by onnxruntime with one thread, everything else equal.
 - ``ratio_to_default`` for each variant, and whether it found the same face (``same_faces``: equal boxes
   after the detector's 1/8 px rounding).
@@ -14,7 +16,7 @@ scikit-image's astronaut (512x512, the serve_load payload) and prints one JSON o
   linear layers, OpenCV resizes (detection copy, pyramid levels, refining crops), NMS, and the rest (Python
   box arithmetic and tensor glue).
 
-    .venv/bin/python bench/detect_cost.py [--repeats 150] [--max-side 244] [--onnx]
+    .venv/bin/python bench/detect_cost.py [--repeats 150] [--max-side 244] [--min-face-size 40] [--onnx]
 """
 
 from __future__ import annotations
@@ -94,13 +96,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=150, help="timed detections per variant")
     parser.add_argument("--max-side", type=int, default=244, help="the smaller detection copy's longer side")
+    parser.add_argument("--min-face-size", type=int, default=40, help="the coarser search's smallest face (copy px)")
     parser.add_argument("--onnx", action="store_true", help="also time the networks in onnxruntime")
     args = parser.parse_args()
     torch.set_num_threads(1)
     image = astronaut()
     with tempfile.TemporaryDirectory() as folder:
         variants = {"default": default_detector(),
-                    f"max_side_{args.max_side}": default_detector(max_side=args.max_side)}
+                    f"max_side_{args.max_side}": default_detector(max_side=args.max_side),
+                    f"min_face_size_{args.min_face_size}": default_detector(min_face_size=args.min_face_size)}
         if args.onnx:
             variants["onnxruntime_nets"] = onnx_detector(Path(folder))
         found = {name: [face.box for face in detector.detect(image)] for name, detector in variants.items()}

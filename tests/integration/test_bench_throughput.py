@@ -109,12 +109,13 @@ DETECT_COST_SCRIPT = SCRIPT.parent / "detect_cost.py"
 @pytest.mark.slow
 def test_detect_cost_times_the_variants_and_splits_the_default():
     completed = subprocess.run(
-        [sys.executable, str(DETECT_COST_SCRIPT), "--repeats", "3", "--max-side", "200", "--onnx"],
+        [sys.executable, str(DETECT_COST_SCRIPT), "--repeats", "3", "--max-side", "200", "--min-face-size", "30",
+         "--onnx"],
         capture_output=True, text=True, timeout=300, cwd=SCRIPT.parents[1], env=os.environ | QUIET,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads(completed.stdout)  # one JSON line and nothing else on stdout
-    assert set(result["ms_per_detection"]) == {"default", "max_side_200", "onnxruntime_nets"}
+    assert set(result["ms_per_detection"]) == {"default", "max_side_200", "min_face_size_30", "onnxruntime_nets"}
     assert all(ms > 0 for ms in result["ms_per_detection"].values())
     assert result["ratio_to_default"]["default"] == 1.0
     assert result["default_settings"] == {"min_face_size": DetectionParams().min_face_size,
