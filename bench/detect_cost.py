@@ -5,9 +5,11 @@ scikit-image's astronaut (512x512, the serve_load payload) and prints one JSON o
 
 - ``ms_per_detection``: each variant's mean, timed interleaved call by call in this one process (the machine's
   speed drifts by up to 15% within minutes, so only these ratios are worth comparing):
-  ``default``; ``max_side_<N>``, a smaller detection copy (faces down to min_face_size * 512 / N source px:
-  fewer faces looked for, so not the same search); ``min_face_size_<M>``, P-Net's finest pyramid levels left out
-  (faces down to M px of the copy: what a coarse-first search would skip when a large face is found first);
+  ``default`` (the coarse-first search, which stops at the coarse levels on the astronaut's dominant face);
+  ``full_search``, the default settings with search="full" (every pyramid level, as before the coarse-first
+  search; the same face here); ``max_side_<N>``, a smaller detection copy (faces down to min_face_size * 512 / N source px:
+  fewer faces looked for, so not the same search); ``min_face_size_<M>``, a pyramid that starts at faces of M px
+  of the copy (other scales than the default's, so the box moves);
   and, with ``--onnx``, ``onnxruntime_nets``, P-Net, R-Net
   and O-Net exported to ONNX (legacy exporter) and run by onnxruntime with one thread, everything else equal.
 - ``ratio_to_default`` for each variant, and whether it found the same face (``same_faces``: equal boxes
@@ -43,7 +45,8 @@ COST_GROUPS = {"conv2d": "convolution", "max_pool2d": "pooling", "prelu": "prelu
 
 def default_detector(**overrides) -> FaceDetector:
     params = DetectionParams()
-    settings = {"min_face_size": params.min_face_size, "max_side": params.max_side} | overrides
+    settings = {"min_face_size": params.min_face_size, "max_side": params.max_side,
+                "search": params.detector_search(), "dominance": params.dominance} | overrides
     return FaceDetector("cpu", **settings)
 
 
@@ -102,7 +105,7 @@ def main() -> None:
     torch.set_num_threads(1)
     image = astronaut()
     with tempfile.TemporaryDirectory() as folder:
-        variants = {"default": default_detector(),
+        variants = {"default": default_detector(), "full_search": default_detector(search="full"),
                     f"max_side_{args.max_side}": default_detector(max_side=args.max_side),
                     f"min_face_size_{args.min_face_size}": default_detector(min_face_size=args.min_face_size)}
         if args.onnx:
@@ -119,7 +122,8 @@ def main() -> None:
     ms = {name: round(value / args.repeats * 1000, 3) for name, value in seconds.items()}
     print(json.dumps({
         "image": "astronaut 512x512", "torch_threads": 1, "repeats": args.repeats,
-        "default_settings": {"min_face_size": defaults.min_face_size, "max_side": defaults.max_side},
+        "default_settings": {"min_face_size": defaults.min_face_size, "max_side": defaults.max_side,
+                             "search": defaults.detector_search()},
         "ms_per_detection": ms,
         "ratio_to_default": {name: round(seconds[name] / seconds["default"], 3) for name in variants},
         "same_faces": {name: boxes == found["default"] for name, boxes in found.items()},

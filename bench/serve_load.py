@@ -7,18 +7,24 @@ running then are waited for and counted. An error is any answer other than 200, 
 Without ``--url`` and ``--model`` the script compares detection: it starts three ``liveness serve`` processes
 on free loopback ports, each serving a RANDOM-WEIGHT tiny bundle (profile tiny, 32 px; its scores mean nothing,
 only its speed does, and the JSON says so in ``model_note``). ``old`` has the detection settings before issue 11
-(min_face_size 20, max_side 640, torch's default threads per worker) and ``new`` DetectionParams' defaults, both
-on today's ``FaceDetector``; ``former`` is the old settings on the detector as it was before issue 11
-(``FormerFaceDetector``: facenet-pytorch's ``MTCNN.detect``), i.e. the server as it was. The clients load one
+(min_face_size 20, max_side 640, the full search, torch's default threads per worker) on today's
+``FaceDetector``; ``former`` is the old settings on the detector as it was before issue 11
+(``FormerFaceDetector``: facenet-pytorch's ``MTCNN.detect``), i.e. the server as it was. Both run their workers
+as threads in the server process, as the server did then. ``new`` is ``liveness serve`` with today's defaults:
+DetectionParams' defaults (the coarse-first search) and a worker process per worker thread. The clients load one
 server at a time, in ``--rounds`` slices whose order reverses every round (former old new, new old former, ...)
-so that other work on the machine weighs on all alike; each configuration gets ``--seconds`` in all. The JSON gives each configuration's figures, the requests/s ratio new / old, and where the
-request time went (``phase_share``, from the servers' ``liveness_phase_duration_seconds`` metric): queue (waiting
-for a worker thread), decode (worker time outside predict's detect and score: decoding the upload), detect
+so that other work on the machine weighs on all alike; each configuration gets ``--seconds`` in all.
+
+The JSON gives each configuration's figures, the requests/s ratio new / old, and where the request time went
+(``phase_share``, from the servers' ``liveness_phase_duration_seconds`` metric): queue (waiting for a worker
+thread), decode (worker time outside predict's detect and score: decoding the upload, and with worker processes
+handing it over and the answer back), detect
 (MTCNN, face policy, aligned crop), score (the network) and http (reading, parsing and answering);
 ``work_share`` splits the worker threads' time alone into decode, detect and score; ``server_cpu_ms_per_request``
 and ``client_cpu_ms_per_request`` (from /proc) say what a request costs the machine, and
-``cpu_bound_requests_per_s`` the rate all cores could sustain at that cost. ``ratio_requests_per_s``
-is new / old (what the settings alone gain), ``ratio_to_former`` new / former (the whole change).
+``cpu_bound_requests_per_s`` the rate all cores could sustain at that cost (a server's CPU time includes its
+worker processes). ``ratio_requests_per_s`` is new / old (what today's detection settings and worker processes
+gain), ``ratio_to_former`` new / former (the whole change).
 
 With ``--model`` one started server serves that model; with ``--url`` the script loads a running server.
 
@@ -51,7 +57,7 @@ import httpx
 import numpy as np
 
 TARGET = {"clients": 32, "seconds": 60, "errors": 0, "min_ratio": 4.0, "max_p99_ms": 1500.0}
-OLD_DETECTION = {"min_face_size": 20, "max_side": 640}  # before issue 11; torch_threads: torch's default, below
+OLD_DETECTION = {"min_face_size": 20, "max_side": 640, "search": "full"}  # before issue 11; torch_threads below
 FORMER_SERVE = ("import sys; sys.path.insert(0, {bench!r}); import serve_load; serve_load.serve_former()")
 PHASE_METRIC = "liveness_phase_duration_seconds"
 REQUEST_METRIC = "liveness_http_request_duration_seconds"
@@ -91,8 +97,11 @@ class FormerFaceDetector:
     (NCHW networks, torch area resampling from the full copy) on a copy at most ``max_side`` long."""
 
     def __init__(self, device: str = "cpu", min_face_size: int = 20, max_side: int = 640,
-                 thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)) -> None:
+                 thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7), search: str = "full",
+                 dominance: float = 2.0) -> None:
         from facenet_pytorch import MTCNN
+
+        del search, dominance  # Predictor passes them; the former detector always searched every level
 
         self.device, self.max_side = device, max_side
         self._mtcnn = MTCNN(keep_all=True, device=device, min_face_size=min_face_size, thresholds=list(thresholds),
@@ -148,10 +157,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(model: str, port: int, log_path: Path, extra: list[str], former: bool = False) -> subprocess.Popen:
+def start_server(model: str, port: int, log_path: Path, extra: list[str], former: bool = False,
+                 threads: bool = False) -> subprocess.Popen:
     launcher = ["-c", FORMER_SERVE.format(bench=str(Path(__file__).resolve().parent))] if former else ["-m", "liveness"]
+    # former and old run their workers as threads, as the server did before issue 11 (and the former detector
+    # is patched into the server process only); new runs with the defaults, in worker processes
+    kind = ["--worker-kind", "thread"] if threads else []
     command = [sys.executable, *launcher, "serve", "--model", model, "--host", "127.0.0.1", "--port", str(port),
-               "--poll-s", "0", "--log-level", "warning", *extra]
+               "--poll-s", "0", "--log-level", "warning", *kind, *extra]
     say(f"starting: {' '.join(command)}")
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ | QUIET_ENV)
@@ -249,13 +262,31 @@ def cpu_summary(sample: Sample, requests: int) -> dict:
             "cpu_bound_requests_per_s": round((os.cpu_count() or 1) * 1000 / (server + client), 2)}
 
 
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process from /proc (Linux), 0.0 where that cannot be read."""
+def _stat(pid: int) -> list[str] | None:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and of every live process below it (a server's worker
+    processes), from /proc (Linux); 0.0 where that cannot be read."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+            parents[int(entry.name)] = int(fields[1])
+    tree, grown = {pid}, True
+    while grown:
+        below = {child for child, parent in parents.items() if parent in tree} - tree
+        tree |= below
+        grown = bool(below)
+    total = 0.0
+    for member in tree:
+        fields = _stat(member)
+        if fields is not None:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def server_seconds(url: str) -> dict[str, float]:
@@ -354,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             return single(args, payload, url, ready, "started by this script", "as served", common)
         configs = detection_configs()
         servers = {name: start(stack, args, str(random_tiny_bundle(scratch / f"{name}_bundle", detection)),
-                               scratch / name, wait=False, former=name == "former")
+                               scratch / name, wait=False, former=name == "former", threads=name != "new")
                    for name, detection in configs.items()}
         pids = {name: server.pid for name, (_, server) in servers.items()}
         for name, (url, server) in list(servers.items()):
@@ -388,13 +419,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def start(stack: ExitStack, args: argparse.Namespace, model: str, stem: Path, wait: bool = True,
-          former: bool = False):
+          former: bool = False, threads: bool = False):
     """Start ``liveness serve`` for ``model`` (stopped when ``stack`` closes): (url, ready answer), or (url, None)
     when it never got ready; with ``wait=False``, (url, process). ``former``: with ``FormerFaceDetector``."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = stem.with_suffix(".log")
-    server = start_server(model, port, log, args.server_arg, former)
+    server = start_server(model, port, log, args.server_arg, former, threads)
     stack.callback(stop_server, server)
     if not wait:
         return url, server

@@ -165,6 +165,9 @@ class DetectionParams(_Section):
     quality.min_face_px, 48 px; 34 px at 512x512; faces of 20 px and more in images up to 304 px), at a
     fraction of the former cost (bench/serve_load.py, bench/curate_throughput.py).
     tests/integration/test_detection_recall.py checks that they find the faces the former detector found.
+    ``search`` coarse_first (FaceDetector) stops early on an image with one dominant face (the usual selfie or
+    kiosk frame: 0.6x the detection time on the astronaut, bench/detect_cost.py), without changing which face
+    the ``largest`` policy chooses.
     """
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -179,9 +182,18 @@ class DetectionParams(_Section):
     multi_face: Literal["reject", "largest"] = Field(
         "largest", description="Several faces: reject, or take the largest when it dominates.")
     dominance: float = Field(2.0, ge=1.0, description="'largest' needs this area ratio over the next face.")
+    search: Literal["coarse_first", "full"] = Field(
+        "coarse_first", description="coarse_first (with multi_face largest): look for faces of 2x min_face_size "
+                                    "and up first, and stop there when one of them has `dominance` times the area "
+                                    "of any smaller face (no smaller face could be chosen); else, and with full or "
+                                    "multi_face reject, search every size.")
     database_hint: bool = Field(
         True, description="Use the box or landmarks a database ships to pick which detected face is the subject (and "
                           "record the overlap as database_iou). Crops always come from MTCNN's landmarks, as in serving.")
+
+    def detector_search(self) -> str:
+        """The search FaceDetector runs: coarse_first only under the largest policy (reject must see every face)."""
+        return self.search if self.multi_face == "largest" else "full"
 
     @model_validator(mode="before")
     @classmethod

@@ -63,7 +63,8 @@ QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED":
 @pytest.mark.slow
 def test_curate_throughput_compares_old_and_new_settings():
     completed = subprocess.run(
-        [sys.executable, str(CURATE_SCRIPT), "--images", "3", "--sizes", "320x240", "--workers", "1", "--rounds", "1"],
+        [sys.executable, str(CURATE_SCRIPT), "--images", "3", "--sizes", "320x240", "--workers", "1", "--rounds", "1",
+         "--size-error-photos", "6"],
         capture_output=True, text=True, timeout=300, cwd=SCRIPT.parents[1], env=os.environ | QUIET,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -75,6 +76,22 @@ def test_curate_throughput_compares_old_and_new_settings():
         assert run["ratio"] == pytest.approx(run["img_s"]["new"] / run["img_s"]["old"], rel=0.01)
         assert 0 <= run["outcomes_differ"] <= run["reasons_differ"] <= 3
     assert result["target_met"] is False  # the target is measured at 640x480
+    assert set(figures["face_side_error"]) == {"old", "new"}
+
+
+@pytest.mark.slow
+def test_face_sizes_near_the_small_face_limit_are_as_accurate_as_before(one_torch_thread):
+    """The face size the small_face check reads, against the true size, for faces of 35-70 px in 640x480 photos:
+    the new settings may flip a borderline image, but must not size faces worse than the old ones."""
+    sys.path.insert(0, str(CURATE_SCRIPT.parent))
+    try:
+        import curate_throughput
+    finally:
+        sys.path.remove(str(CURATE_SCRIPT.parent))
+    errors = curate_throughput.face_side_error(640, 480, 60, curate_throughput.settings_pair())
+    assert errors["old"]["faces"] == errors["new"]["faces"] >= 15
+    assert errors["new"]["mean_abs"] < 0.05 and errors["new"]["p90_abs"] < 0.08
+    assert errors["new"]["mean_abs"] <= errors["old"]["mean_abs"] + 0.01
 
 
 @pytest.mark.slow
@@ -115,13 +132,15 @@ def test_detect_cost_times_the_variants_and_splits_the_default():
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads(completed.stdout)  # one JSON line and nothing else on stdout
-    assert set(result["ms_per_detection"]) == {"default", "max_side_200", "min_face_size_30", "onnxruntime_nets"}
+    assert set(result["ms_per_detection"]) == {"default", "full_search", "max_side_200", "min_face_size_30",
+                                               "onnxruntime_nets"}
     assert all(ms > 0 for ms in result["ms_per_detection"].values())
     assert result["ratio_to_default"]["default"] == 1.0
     assert result["default_settings"] == {"min_face_size": DetectionParams().min_face_size,
-                                          "max_side": DetectionParams().max_side}
+                                          "max_side": DetectionParams().max_side, "search": "coarse_first"}
     # the astronaut's one face; onnxruntime runs the same networks, so it finds the same box
     assert result["faces"]["default"] == 1 and result["same_faces"]["onnxruntime_nets"] is True
+    assert result["same_faces"]["full_search"] is True  # the astronaut's face dominates: coarse-first stops early
     assert set(result["cost_share"]) <= {"convolution", "pooling", "prelu", "linear", "opencv_resize", "nms", "other"}
     assert sum(result["cost_share"].values()) == pytest.approx(1.0, abs=0.01)
     assert result["cost_share"]["convolution"] > 0 and result["cost_share"]["opencv_resize"] > 0

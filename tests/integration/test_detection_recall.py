@@ -135,7 +135,8 @@ def former_found(images: list[np.ndarray]) -> list[bool]:
 
 def new_found(images: list[np.ndarray]) -> list[bool]:
     new = DetectionParams()
-    detector = FaceDetector("cpu", new.min_face_size, new.max_side)
+    detector = FaceDetector("cpu", new.min_face_size, new.max_side, search=new.detector_search(),
+                            dominance=new.dominance)
     return [isinstance(faces, list) and bool(faces) for faces in detector.detect_batch(images)]
 
 

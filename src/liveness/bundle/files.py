@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 GENERATOR_WEIGHTS = "generator.pt"
 CONFIG_FILE = "config.json"
+# A bundle registered before detection.search existed was calibrated on crops of the full search: keep it.
+BEFORE_SEARCH = {"search": "full"}
 ONNX_FILE = "model.onnx"
 TrainedOn = Literal["synthetic", "real"]
 TRAINED_ON: tuple[str, ...] = ("synthetic", "real")
@@ -55,7 +57,7 @@ class BundleConfig:
     def from_json(cls, raw: dict[str, Any], source: str = CONFIG_FILE) -> "BundleConfig":
         try:
             statistics = ScoreStatistics.from_json(raw["statistics"]) if raw.get("statistics") else None
-            config = cls(ModelParams(**raw["model"]), CropParams(**raw["crop"]), DetectionParams(**raw["detection"]),
+            config = cls(ModelParams(**raw["model"]), CropParams(**raw["crop"]), DetectionParams(**{**BEFORE_SEARCH, **raw["detection"]}),
                          float(raw["threshold"]), str(raw["score"]), raw["data"], statistics, str(raw.get("selection", "")))
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{source} is not a valid model config ({error}); re-register the model") from None

@@ -90,7 +90,8 @@ class Predictor:
         else:
             self.generator = load_generator(folder, self.config.model).to(self.device).eval()
         detection = self.config.detection
-        self.detector = FaceDetector(str(self.device), detection.min_face_size, detection.max_side)
+        self.detector = FaceDetector(str(self.device), detection.min_face_size, detection.max_side,
+                                     search=detection.detector_search(), dominance=detection.dominance)
 
     @property
     def threshold(self) -> float:

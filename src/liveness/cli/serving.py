@@ -23,7 +23,8 @@ def serve(
     max_batch: Annotated[int, typer.Option(min=1, help="Most images in one /v1/liveness/batch request (413 above).")] = 16,
     timeout_s: Annotated[float, typer.Option(min=0.001, help="Seconds allowed for receiving a body (408) and, separately, for queueing, decoding and scoring it (503).")] = 30.0,
     poll_s: Annotated[float, typer.Option(min=0, help="Seconds between checks whether the alias moved (reload when it did); 0 = off. SIGHUP always reloads.")] = 30.0,
-    worker_threads: Annotated[int, typer.Option("--worker-threads", "--workers-threads", min=1, help="Threads decoding and scoring images; requests beyond them queue.")] = 2,
+    worker_threads: Annotated[int, typer.Option("--worker-threads", "--workers-threads", min=1, help="Workers decoding and scoring images at once; requests beyond them queue.")] = 2,
+    worker_kind: Annotated[str, typer.Option(help="process: each worker decodes and scores in a process of its own (parallel on every core; each loads the model); thread: in the server process's threads (one process, less memory, but the threads take turns at Python's interpreter lock).")] = "process",
     backend: Annotated[str, typer.Option(help="Inference backend: torch, or onnx (the model folder needs model.onnx from `liveness export onnx`).")] = "torch",
     log_level: Annotated[str, typer.Option(help="uvicorn log level (critical, error, warning, info, debug).")] = "info",
     params_path: Annotated[Path, typer.Option("--params", help="params.yaml whose register section names the tracking store.")] = Path("params.yaml"),
@@ -56,7 +57,8 @@ def serve(
         store = tracking_uri(_registry_settings(params_path).tracking_uri) if remote else None
         settings = ServeSettings(model=model, tracking_uri=store, host=host, port=port, max_bytes=max_bytes,
                                  max_pixels=max_pixels, max_batch=max_batch, timeout_s=timeout_s, poll_s=poll_s,
-                                 worker_threads=worker_threads, backend=backend, api_key=api_key)
+                                 worker_threads=worker_threads, worker_kind=worker_kind, backend=backend,
+                                 api_key=api_key)
         service = create_app(settings)
     except ValueError as error:
         _fail(str(error))

@@ -51,6 +51,7 @@ class CurationSettings:
     detector_device: str = "cpu"
     min_face_size: int = 20
     detect_max_side: int = 304  # DetectionParams.max_side; stage.py passes the params value
+    search: str = "coarse_first"  # DetectionParams.detector_search(); stage.py passes it
     torch_threads: int = 1
     thresholds: QualityParams | None = None  # None: no quality filter (spoof sets)
 
@@ -79,9 +80,11 @@ _DETECTORS: dict[tuple, FaceDetector] = {}
 
 def _detector(settings: CurationSettings) -> FaceDetector:
     """One MTCNN per worker process, built on first use."""
-    key = (settings.detector_device, settings.min_face_size, settings.detect_max_side)
+    key = (settings.detector_device, settings.min_face_size, settings.detect_max_side, settings.search,
+           settings.dominance)
     if key not in _DETECTORS:
-        _DETECTORS[key] = FaceDetector(settings.detector_device, settings.min_face_size, settings.detect_max_side)
+        _DETECTORS[key] = FaceDetector(settings.detector_device, settings.min_face_size, settings.detect_max_side,
+                                       search=settings.search, dominance=settings.dominance)
     return _DETECTORS[key]
 
 

@@ -47,6 +47,7 @@ def settings_for(section: CurateParams | SpoofParams, kind: str) -> CurationSett
         detector_device=device,
         min_face_size=section.detection.min_face_size,
         detect_max_side=section.detection.max_side,
+        search=section.detection.detector_search(),
         thresholds=thresholds,
     )
 

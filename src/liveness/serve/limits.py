@@ -33,6 +33,9 @@ class ServeError(Exception):
         super().__init__(detail)
         self.status, self.error, self.detail = status, error, detail
 
+    def __reduce__(self):  # a worker process's answer crosses back pickled
+        return type(self), (self.status, self.error, self.detail)
+
 
 def rejection(error: ImageRejected) -> ServeError:
     return ServeError(STATUS_BY_REASON.get(error.reason, UNSUPPORTED_MEDIA), error.reason, str(error))

@@ -53,6 +53,7 @@ class LoadedModel:
     loaded_at: float
     download: Path | None  # the folder we downloaded into and delete when this model is replaced
     trained_on: str  # the bundle's data, "synthetic" or "real"; every answer repeats it
+    folder: Path | None = None  # the bundle folder the predictor was loaded from (worker processes load it too)
 
     def info(self) -> dict[str, str]:
         return {"name": self.name, "version": self.version, "uri": self.uri}
@@ -60,9 +61,11 @@ class LoadedModel:
 
 class ModelHolder:
     def __init__(self, source: ModelSource, metrics: ServeMetrics, *, poll_s: float = 0.0,
-                 factory: PredictorFactory = Predictor, retry_s: float = RETRY_S) -> None:
+                 factory: PredictorFactory = Predictor, retry_s: float = RETRY_S,
+                 before_swap: Callable[[LoadedModel], None] | None = None) -> None:
         self.source, self.metrics, self.poll_s, self.retry_s = source, metrics, poll_s, retry_s
         self._factory = factory
+        self.before_swap = before_swap  # e.g. ProcessWorkers.preload; raising keeps the current model
         self._swap = threading.Lock()  # guards _current
         self._reloading = threading.Lock()  # one load at a time
         self._current: LoadedModel | None = None
@@ -108,14 +111,17 @@ class ModelHolder:
                 return False
             download = self._new_download_dir()
             try:
-                predictor = self._factory(self.source.fetch(revision, download))
+                folder = self.source.fetch(revision, download)
+                predictor = self._factory(folder)
+                if hasattr(predictor, "phase_observer"):
+                    predictor.phase_observer = self.metrics.observe_phase
+                loaded = LoadedModel(predictor, self.source.name, self.source.version(revision), self.source.uri,
+                                     revision, time.time(), download, predictor.trained_on, Path(folder))
+                if self.before_swap is not None:
+                    self.before_swap(loaded)
             except BaseException:
                 shutil.rmtree(download, ignore_errors=True)
                 raise
-            if hasattr(predictor, "phase_observer"):
-                predictor.phase_observer = self.metrics.observe_phase
-            loaded = LoadedModel(predictor, self.source.name, self.source.version(revision), self.source.uri,
-                                 revision, time.time(), download, predictor.trained_on)
             with self._swap:
                 previous, self._current = self._current, loaded
             self.reloads += 1
@@ -176,7 +182,7 @@ class InferenceExecutor(ThreadPoolExecutor):
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
         queued = time.perf_counter()
-        threads = self._torch_threads()
+        threads = self.torch_threads()
 
         def job():
             started = time.perf_counter()
@@ -190,7 +196,8 @@ class InferenceExecutor(ThreadPoolExecutor):
 
         return super().submit(job)
 
-    def _torch_threads(self) -> int:
+    def torch_threads(self) -> int:
+        """torch threads per worker for the served model (``torch_threads_per_worker``)."""
         try:
             setting = self._holder.current.predictor.config.detection.torch_threads
         except AttributeError:  # no model yet, or a stand-in predictor without a bundle config (tests)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable, TypeVar
 
@@ -22,7 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from liveness.bundle import Prediction
 from liveness.serve.limits import ServeError, Upload, check_image, read_body, uploads
 from liveness.serve.metrics import ServeMetrics
-from liveness.serve.model import LoadedModel, ModelHolder
+from liveness.serve.model import InferenceExecutor, LoadedModel, ModelHolder
+from liveness.serve.processes import ProcessWorkers
 from liveness.serve.schemas import (
     BATCH_BODY,
     ERROR_RESPONSES,
@@ -49,7 +49,15 @@ class Service:
     settings: ServeSettings
     holder: ModelHolder
     metrics: ServeMetrics
-    executor: ThreadPoolExecutor | None = None
+    executor: InferenceExecutor | None = None
+    processes: ProcessWorkers | None = None  # with worker processes: where the worker threads send their jobs
+
+    def decode_and_predict(self, model: LoadedModel, images: list[Upload]) -> list[Prediction | ServeError]:
+        """Runs in a worker thread: decode and score ``images``, in the thread's worker process if there are any."""
+        if self.processes is None:
+            return decode_and_predict(model, images, self.settings.max_pixels)
+        return self.processes.decode_and_predict(model, images, self.settings.max_pixels,
+                                                 self.executor.torch_threads())
 
     async def in_worker(self, work: Callable[[], T]) -> T:
         """``work`` in the bounded worker pool, within the timeout (503 past it)."""
@@ -109,7 +117,7 @@ async def liveness(request: Request, service: ServiceDep, model: ModelDep) -> Li
     if len(images) != 1:
         raise ServeError(400, "several_images", "send one image here, or several to /v1/liveness/batch")
     check_image(images[0], settings.max_bytes, settings.max_pixels)
-    (outcome,) = await service.in_worker(lambda: decode_and_predict(model, images, settings.max_pixels))
+    (outcome,) = await service.in_worker(lambda: service.decode_and_predict(model, images))
     if isinstance(outcome, ServeError):
         raise outcome
     return LivenessResponse(**service.count(outcome).model_dump(), model=ModelInfo(**model.info()),
@@ -134,7 +142,7 @@ async def liveness_batch(request: Request, service: ServiceDep, model: ModelDep)
         except ServeError as error:
             items[index] = service.failed_item(index, image, error, model.trained_on)
     chosen = [images[i] for i in accepted]
-    outcomes = (await service.in_worker(lambda: decode_and_predict(model, chosen, settings.max_pixels))
+    outcomes = (await service.in_worker(lambda: service.decode_and_predict(model, chosen))
                 if chosen else [])
     for index, outcome in zip(accepted, outcomes, strict=True):
         items[index] = (service.failed_item(index, images[index], outcome, model.trained_on)

@@ -14,6 +14,7 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_BATCH = 16
 DEFAULT_TIMEOUT_S = 30.0
 MAX_KEY_CHARS = 4096
+WORKER_KINDS = ("process", "thread")
 
 
 def api_key_problem(key: str) -> str | None:
@@ -41,6 +42,9 @@ class ServeSettings:
     timeout_s: float = DEFAULT_TIMEOUT_S  # reading the body, and separately queueing + decoding + inference
     poll_s: float = 30.0  # seconds between checks of the model's alias (a reload when it moved); 0 = only on SIGHUP
     worker_threads: int = 2
+    # "process": each worker thread hands its images to a process of its own (serve/processes.py); "thread":
+    # decoding and scoring run in the worker threads themselves, in the server process.
+    worker_kind: str = "process"
     backend: str = "torch"
     # None: no key asked for. repr=False so that printing or logging the settings never shows the key.
     api_key: str | None = field(default=None, repr=False)
@@ -55,6 +59,8 @@ class ServeSettings:
             raise ValueError(f"poll_s must be 0 (off) or positive, got {self.poll_s}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is outside 0-65535")
+        if self.worker_kind not in WORKER_KINDS:
+            raise ValueError(f"worker_kind {self.worker_kind!r} is not one of {WORKER_KINDS}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend {self.backend!r} is not one of {BACKENDS}")
         if self.api_key is not None and (problem := api_key_problem(self.api_key)):

@@ -14,7 +14,8 @@ from tests.fixtures.paths import PROJECT_ROOT
 def test_face_detector_defaults_agree():
     defaults = {name: parameter.default for name, parameter in inspect.signature(FaceDetector).parameters.items()}
     params = DetectionParams()
-    assert (defaults["min_face_size"], defaults["max_side"]) == (params.min_face_size, params.max_side)
+    assert ((defaults["min_face_size"], defaults["max_side"], defaults["search"], defaults["dominance"])
+            == (params.min_face_size, params.max_side, params.search, params.dominance))
 
 
 def test_params_yaml_keeps_the_defaults():
@@ -42,3 +43,25 @@ def test_bundles_without_torch_threads_still_load():
     raw = DetectionParams().model_dump(mode="json")
     del raw["torch_threads"]
     assert DetectionParams(**raw).torch_threads == 0
+
+
+def test_the_coarse_first_search_runs_only_under_the_largest_policy():
+    assert DetectionParams().detector_search() == "coarse_first"
+    assert DetectionParams(multi_face="reject").detector_search() == "full"  # reject must see every face
+    assert DetectionParams(search="full").detector_search() == "full"
+    with pytest.raises(ValidationError):
+        DetectionParams(search="fastest")
+
+
+def test_bundles_registered_before_the_search_option_keep_the_full_search(tmp_path):
+    from liveness.bundle.files import BundleConfig
+
+    raw = DetectionParams().model_dump(mode="json")
+    del raw["search"]
+    config = BundleConfig.from_json({"model": {"profile": "tiny", "image_size": 32}, "crop": {"size": 32},
+                                     "detection": raw, "threshold": 0.5, "score": "pixel", "data": "synthetic"})
+    assert config.detection.search == "full"
+    raw["search"] = "coarse_first"
+    config = BundleConfig.from_json({"model": {"profile": "tiny", "image_size": 32}, "crop": {"size": 32},
+                                     "detection": raw, "threshold": 0.5, "score": "pixel", "data": "synthetic"})
+    assert config.detection.search == "coarse_first"

@@ -77,3 +77,16 @@ def test_a_reader_failure_is_one_row(records, monkeypatch):
     rows = [outcome.row for outcome in process_chunk(records, SETTINGS)]
     assert rows[1]["reject_reason"] == "unreadable" and "simulated reader bug" in rows[1]["reject_detail"]
     assert rows[3]["reject_reason"] == ""
+
+
+@pytest.mark.parametrize(("detection", "search"), [({}, "coarse_first"), ({"multi_face": "reject"}, "full"),
+                                                   ({"search": "full"}, "full")])
+def test_curation_searches_as_serving_does(detection, search):
+    from liveness.config import CurateParams, DetectionParams
+    from liveness.data.stage import LIVE_KIND, settings_for
+
+    params = DetectionParams(device="cpu", **detection)
+    settings = settings_for(CurateParams(detection=params), LIVE_KIND)
+    assert settings.search == search == params.detector_search()
+    detector = curate._detector(settings)
+    assert (detector.search, detector.dominance) == (search, params.dominance)

@@ -19,6 +19,16 @@ def detector():
 
 
 @pytest.fixture(scope="module")
+def coarse_first():
+    return FaceDetector("cpu", search="coarse_first")
+
+
+@pytest.fixture(scope="module")
+def full_search():
+    return FaceDetector("cpu", search="full")
+
+
+@pytest.fixture(scope="module")
 def astronaut_face(detector, astronaut):
     faces = detector.detect(astronaut)
     assert len(faces) == 1
@@ -158,3 +168,90 @@ class TestRefiningSlices:
         whole = detector.detect(astronaut)
         assert [face.box for face in sliced] == [face.box for face in whole]
         assert all(np.array_equal(a.landmarks, b.landmarks) for a, b in zip(sliced, whole, strict=True))
+
+
+class TestCoarseFirstSearch:
+    """search="coarse_first": P-Net's two finest levels run only when the coarse levels find no dominant face."""
+
+    @staticmethod
+    def _pnet_levels(detector, image):
+        calls = []
+        handle = detector._mtcnn.pnet.register_forward_hook(lambda module, inputs, output: calls.append(1))
+        try:
+            faces = detector.detect(image)
+        finally:
+            handle.remove()
+        return faces, len(calls)
+
+    def test_a_dominant_face_stops_the_search_at_the_coarse_levels(self, full_search, coarse_first, astronaut):
+        full, full_levels = self._pnet_levels(full_search, astronaut)
+        found, levels = self._pnet_levels(coarse_first, astronaut)
+        assert levels == full_levels - 2  # COARSE_SKIPPED_LEVELS
+        assert [face.box for face in found] == [face.box for face in full]
+        assert all(np.array_equal(a.landmarks, b.landmarks) for a, b in zip(found, full, strict=True))
+
+    @pytest.mark.parametrize("image", ["camera", "no_face"])
+    def test_without_a_dominant_face_the_result_is_the_full_search(self, full_search, coarse_first, image):
+        # the cameraman's face (56x79 px at 512) has less than twice the area of a 40 px face; grey has none
+        pixels = (cv2.cvtColor(data.camera(), cv2.COLOR_GRAY2RGB) if image == "camera"
+                  else np.full((300, 400, 3), 127, np.uint8))
+        full, full_levels = self._pnet_levels(full_search, pixels)
+        found, levels = self._pnet_levels(coarse_first, pixels)
+        assert levels == full_levels  # the coarse levels are reused, not run twice
+        assert [face.box for face in found] == [face.box for face in full]
+        assert all(np.array_equal(a.landmarks, b.landmarks) for a, b in zip(found, full, strict=True))
+
+    def test_the_full_search_after_a_coarse_pass_runs_no_crop_twice(self, full_search, coarse_first, astronaut,
+                                                                    monkeypatch):
+        # the astronaut in a 560 px frame: its face is large enough to be refined first, yet not dominant
+        image = np.full((560, 560, 3), 110, np.uint8)
+        image[:512, :512] = astronaut
+        passes = []
+        refined = type(coarse_first._mtcnn)._refined
+        monkeypatch.setattr(type(coarse_first._mtcnn), "_refined",
+                            lambda self, *args, **kwargs: passes.append(1) or refined(self, *args, **kwargs))
+
+        def crops_seen(detector):
+            seen = {"rnet": 0, "onet": 0}
+            hooks = [getattr(detector._mtcnn, name).register_forward_hook(
+                lambda module, inputs, output, name=name: seen.__setitem__(name, seen[name] + len(inputs[0])))
+                for name in seen]
+            try:
+                return detector.detect(image), seen
+            finally:
+                for hook in hooks:
+                    hook.remove()
+
+        full, full_crops = crops_seen(full_search)
+        passes.clear()
+        found, crops = crops_seen(coarse_first)
+        assert len(passes) == 2  # the coarse pass, then the full search
+        assert crops == full_crops  # the coarse pass's crops were answered once, and reused
+        assert [face.box for face in found] == [face.box for face in full]
+
+    def test_a_small_face_beside_a_dominant_one_is_not_searched_and_changes_no_choice(self, full_search, coarse_first,
+                                                                                      astronaut):
+        image = astronaut.copy()
+        small = cv2.resize(astronaut[40:200, 160:290], (40, 49), interpolation=cv2.INTER_AREA)  # a 27 px face
+        image[440:489, 440:480] = small
+        full, coarse = full_search.detect(image), coarse_first.detect(image)
+        assert len(full) == 2 and len(coarse) == 1
+        chosen_full, reason_full = choose_face(full, "largest", 2.0)
+        chosen, reason = choose_face(coarse, "largest", 2.0)
+        assert reason is None and reason_full is None and chosen.box == chosen_full.box
+
+    def test_a_batch_gives_what_single_images_give(self, coarse_first, astronaut):
+        camera = cv2.cvtColor(data.camera(), cv2.COLOR_GRAY2RGB)
+        images = [camera, astronaut, np.full((512, 512, 3), 127, np.uint8), astronaut[:, ::-1].copy()]
+        boxes, probs, points = coarse_first._mtcnn.detect(np.stack(images))  # the GPU path, run on the CPU
+        for image, b, p, pts in zip(images, boxes, probs, points, strict=True):
+            one_box, one_prob, one_points = coarse_first._mtcnn.detect(image)
+            assert b.shape == one_box.shape
+            np.testing.assert_allclose(b, one_box, atol=1e-3)
+            np.testing.assert_allclose(pts, one_points, atol=1e-3)
+
+    def test_bad_settings_are_refused(self):
+        with pytest.raises(ValueError, match="search"):
+            FaceDetector("cpu", search="fastest")
+        with pytest.raises(ValueError, match="dominance"):
+            FaceDetector("cpu", search="coarse_first", dominance=0.5)

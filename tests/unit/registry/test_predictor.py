@@ -59,6 +59,17 @@ def test_config_mismatch_names_the_fix(tmp_path):
         Predictor(folder)
 
 
+@pytest.mark.parametrize(("detection", "search"), [({}, "coarse_first"), ({"multi_face": "reject"}, "full"),
+                                                   ({"search": "full"}, "full")])
+def test_the_detector_searches_as_the_bundle_config_says(tmp_path, detection, search):
+    folder = make_model_dir(tmp_path / "bundle")
+    config = json.loads((folder / "config.json").read_text())
+    config["detection"].update(detection)
+    (folder / "config.json").write_text(json.dumps(config))
+    detector = Predictor(folder).detector
+    assert (detector.search, detector.dominance) == (search, config["detection"]["dominance"])
+
+
 def test_every_row_says_what_the_model_was_trained_on(predictor, tmp_path):
     rows = predictor.predict([png_bytes(astronaut()), png_bytes(np.full((96, 96, 3), 128, np.uint8)), b""])
     assert predictor.trained_on == "synthetic"
