@@ -97,7 +97,7 @@ class ProcessWorkers:
     """``count`` single-process pools, one per worker thread (a thread keeps the pool it first used)."""
 
     def __init__(self, count: int, threads: int, backend: str,
-                 observe_phase: Callable[[str, float], None] | None = None, job: Callable = None) -> None:
+                 observe_phase: Callable[[str, float], None] | None = None, job: Callable | None = None) -> None:
         self.count, self.threads, self.backend, self._observe = count, threads, backend, observe_phase
         self._job = job or _decode_and_predict  # a module-level function (pickled by name); tests pass their own
         self._context = multiprocessing.get_context("spawn")  # never fork a process that runs torch threads
