@@ -7,11 +7,11 @@ scikit-image's astronaut (512x512, the serve_load payload) and prints one JSON o
   speed drifts by up to 15% within minutes, so only these ratios are worth comparing):
   ``default`` (the coarse-first search, which stops at the coarse levels on the astronaut's dominant face);
   ``full_search``, the default settings with search="full" (every pyramid level, as before the coarse-first
-  search; the same face here); ``max_side_<N>``, a smaller detection copy (faces down to min_face_size * 512 / N source px:
-  fewer faces looked for, so not the same search); ``min_face_size_<M>``, a pyramid that starts at faces of M px
-  of the copy (other scales than the default's, so the box moves);
-  and, with ``--onnx``, ``onnxruntime_nets``, P-Net, R-Net
-  and O-Net exported to ONNX (legacy exporter) and run by onnxruntime with one thread, everything else equal.
+  search; the same face here); ``max_side_<N>``, a smaller detection copy (faces down to
+  min_face_size * 512 / N source px: fewer faces looked for, so not the same search); ``min_face_size_<M>``, a
+  pyramid that starts at faces of M px of the copy (other scales than the default's, so the box moves); and,
+  with ``--onnx``, ``onnxruntime_nets``, P-Net, R-Net and O-Net exported to ONNX (legacy exporter) and run by
+  onnxruntime with one thread, everything else equal.
 - ``ratio_to_default`` for each variant, and whether it found the same face (``same_faces``: equal boxes
   after the detector's 1/8 px rounding).
 - ``cost_share``: the default's time split by cProfile into the networks' convolutions, pooling, PReLU and

@@ -57,7 +57,8 @@ class BundleConfig:
     def from_json(cls, raw: dict[str, Any], source: str = CONFIG_FILE) -> "BundleConfig":
         try:
             statistics = ScoreStatistics.from_json(raw["statistics"]) if raw.get("statistics") else None
-            config = cls(ModelParams(**raw["model"]), CropParams(**raw["crop"]), DetectionParams(**{**BEFORE_SEARCH, **raw["detection"]}),
+            detection = DetectionParams(**{**BEFORE_SEARCH, **raw["detection"]})
+            config = cls(ModelParams(**raw["model"]), CropParams(**raw["crop"]), detection,
                          float(raw["threshold"]), str(raw["score"]), raw["data"], statistics, str(raw.get("selection", "")))
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{source} is not a valid model config ({error}); re-register the model") from None

@@ -4,9 +4,10 @@ Endpoints: ``POST /v1/liveness`` (one image, raw body or a multipart file), ``PO
 multipart files), ``GET /healthz`` (the process answers), ``GET /readyz`` (a model is loaded), ``GET /metrics``
 (Prometheus) and the OpenAPI docs at ``/docs``. Decoding and inference run in a bounded pool of worker threads so
 the event loop keeps answering health checks while the model works; with ``worker_kind="process"`` (the default)
-each worker thread hands its images to a worker process of its own (``serve/processes.py``). Bad input is a 4xx JSON ``{"error", "detail"}``; a
-face that is not found is a valid answer (200, label ``no_face``). Every answer, and every item of a batch, says
-what the model was trained on (``trained_on``: "synthetic" or "real") next to the model's name and version.
+each worker thread hands its images to a worker process of its own (``serve/processes.py``). Bad input is a 4xx
+JSON ``{"error", "detail"}``; a face that is not found is a valid answer (200, label ``no_face``). Every answer,
+and every item of a batch, says what the model was trained on (``trained_on``: "synthetic" or "real") next to
+the model's name and version.
 With ``settings.api_key`` the scoring endpoints and /metrics answer 401 without ``Authorization: Bearer <key>``
 (``serve/auth.py``).
 """

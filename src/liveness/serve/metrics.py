@@ -12,8 +12,8 @@ PHASE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 PHASES = ("queue", "work", "decode", "detect", "score")
 """Where a scoring request's time goes. ``queue``: waiting for a worker thread; ``work``: the job in its worker
 thread (decoding the upload, then ``Predictor.predict``, in the thread's worker process when there are worker
-processes: then it includes handing the upload over and the answer back); within predict, ``decode`` (bytes or array to RGB;
-near 0 when the server decoded already), ``detect`` (MTCNN, the multi-face policy and the aligned crop) and
+processes: then it includes handing the upload over and the answer back); within predict, ``decode`` (bytes or
+array to RGB; near 0 when the server decoded already), ``detect`` (MTCNN, the multi-face policy and the aligned crop) and
 ``score`` (the network). Request time outside queue and work is HTTP: reading, parsing and answering."""
 KNOWN_ROUTES = frozenset({"/v1/liveness", "/v1/liveness/batch", "/healthz", "/readyz", "/metrics", "/docs",
                           "/openapi.json"})
