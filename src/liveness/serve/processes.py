@@ -7,7 +7,8 @@ served model itself (``preload``, before the model is swapped in, so /readyz sta
 answer) and keeps the last two models it served, so requests that started on the previous model finish on it.
 
 A worker process that dies (a decoder crash on a hostile file) is replaced; its request's images are retried
-one by one in the new process, and an image that kills a process again gets a 422 of its own.
+one by one in the new process, and an image that kills a process again gets a 422 of its own. Worker processes
+never outlive the server: shutdown stops them, and each exits by itself when its server is gone (SIGKILL).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import itertools
 import logging
 import multiprocessing
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("liveness.serve")
 KEPT_MODELS = 2  # per worker process: the served model and the one before it (requests still running on it)
+PARENT_POLL_S = 1.0  # how often a worker process checks that its server still runs
+STOP_TIMEOUT_S = 10.0  # at shutdown, how long a worker may take to finish before it is killed
 START_TIMEOUT_S = 300.0  # a worker process's start and model load (imports torch: seconds, not minutes)
 
 ModelKey = tuple[str, str, str]  # (bundle folder, revision, backend)
@@ -36,12 +40,26 @@ _predictors: "OrderedDict[ModelKey, object]" = OrderedDict()  # in a worker proc
 
 
 def _start(threads: int) -> None:
-    """Worker process initializer: its torch threads, and the heavy imports done before the first request."""
+    """Worker process initializer: its torch threads, the heavy imports done before the first request, and a
+    watch on the server process, so that a worker never outlives it (even a server killed with SIGKILL)."""
+    import os
+
     import torch
 
     import liveness.bundle  # noqa: F401 - torch, torchvision, facenet-pytorch, OpenCV
 
     torch.set_num_threads(threads)
+    server = os.getppid()
+    threading.Thread(target=_exit_with, args=(server,), name="liveness-server-watch", daemon=True).start()
+
+
+def _exit_with(server: int, every_s: float = PARENT_POLL_S) -> None:
+    import os
+    import time
+
+    while os.getppid() == server:
+        time.sleep(every_s)
+    os._exit(0)  # the server is gone: nobody can ask this process for anything
 
 
 def _predictor(key: ModelKey):
@@ -177,9 +195,17 @@ class ProcessWorkers:
                 self._observe(phase, seconds)
         return outcomes
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Stop every worker process: queued jobs are cancelled, a running one gets ``timeout_s`` to finish."""
+        processes = [process for pool in self._pools for process in list(getattr(pool, "_processes", {}).values())]
         for pool in self._pools:
             pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout_s
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(5)
 
 
 def _crashed(image: "Upload") -> "ServeError":

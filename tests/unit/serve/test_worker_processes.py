@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -34,8 +37,16 @@ def _comparable(answer: dict) -> dict:
     return {key: value for key, value in answer.items() if key != "latency_ms"}
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie that nobody reaped does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def test_worker_processes_answer_as_worker_threads(bundle, face_jpeg):
-    answers = {}
+    answers, pids = {}, set()
     for kind in ("thread", "process"):
         app = create_app(ServeSettings(model=str(bundle), worker_kind=kind))
         with started(app) as client:
@@ -44,14 +55,37 @@ def test_worker_processes_answer_as_worker_threads(bundle, face_jpeg):
             if kind == "process":
                 pids = {pool.submit(os.getpid).result(60) for pool in processes._pools}
                 assert len(pids) == 2 and os.getpid() not in pids  # one process per worker thread
+                assert all(_alive(pid) for pid in pids)
                 assert 'liveness_phase_duration_seconds_count{phase="detect"} 2.0' in client.get("/metrics").text
             else:
                 assert processes is None
+    assert not any(_alive(pid) for pid in pids)  # the app's shutdown stopped its worker processes
     (one_thread, batch_thread), (one_process, batch_process) = answers["thread"], answers["process"]
     assert _comparable(one_process) == _comparable(one_thread)
     assert one_process["face_found"] and one_process["label"] in {"live", "spoof"}
     assert _comparable(batch_process) == _comparable(batch_thread)
     assert [item["status"] for item in batch_process["results"]] == [200, 415]
+
+
+SERVER_THAT_IS_KILLED = """
+import os, sys, time
+from liveness.serve.processes import ProcessWorkers
+workers = ProcessWorkers(1, 1, "torch")
+print(workers._pools[0].submit(os.getpid).result(120), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_worker_process_never_outlives_a_killed_server():
+    server = subprocess.Popen([sys.executable, "-c", SERVER_THAT_IS_KILLED], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[3])
+    try:
+        worker = int(server.stdout.readline())
+        assert _alive(worker)
+    finally:
+        server.kill()
+        server.wait(30)
+    wait_for(lambda: not _alive(worker), timeout=20)  # it notices within PARENT_POLL_S and exits
 
 
 def test_a_stand_in_predictor_runs_in_the_worker_threads():
