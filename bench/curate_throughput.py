@@ -11,6 +11,9 @@ by the other (``outcomes_differ``), and how many got another ``reject_reason`` (
 a pixel larger can drop one of several reasons, or a borderline quality check can flip). ``face_side_error``
 says whether such a flip is a worse face size or noise at a threshold: each setting's relative error of the face
 size against the face's true size in the photo, for faces of 35-70 px (untimed, on more photos).
+``outcome_repeatability`` gives the floor for ``outcomes_differ``: on those faces, how often the small_face
+decision flips between the old and new settings, and how often it flips for one setting when the same photo is
+moved by one pixel or saved as JPEG (untimed).
 
 Target: new at least 2x old on all cores at 640x480, with 0 outcomes differing.
 
@@ -20,6 +23,7 @@ Target: new at least 2x old on all cores at 640x480, with 0 outcomes differing.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import tempfile
@@ -87,6 +91,12 @@ def settings_pair(device: str = "cpu", torch_threads: int = 1) -> dict[str, Cura
                                     search=new.detector_search(), dominance=new.dominance)}
 
 
+def detectors_for(settings: dict[str, CurationSettings]) -> dict[str, FaceDetector]:
+    """The CPU detector each curation setting builds."""
+    return {name: FaceDetector("cpu", one.min_face_size, one.detect_max_side, search=one.search,
+                               dominance=one.dominance) for name, one in settings.items()}
+
+
 def _warm(records: list[SourceRecord], settings: list[CurationSettings]) -> None:
     """Pool initializer: load each setting's MTCNN in this worker before anything is timed."""
     for one in settings:
@@ -123,21 +133,25 @@ def compare(records: list[SourceRecord], settings: dict[str, CurationSettings], 
             "reasons_differ": sum(a != b for a, b in zip(reasons["old"], reasons["new"]))}
 
 
+@functools.cache
+def face_side_in_source(source_index: int) -> float:
+    """The short side of the face in source photo ``source_index`` (0 or 1), as MTCNN finds it at full
+    resolution (max_side 1024, full search)."""
+    return choose_face(FaceDetector("cpu", 20, 1024, search="full").detect(sources()[source_index]))[0].short_side
+
+
 def face_side_error(width: int, height: int, count: int, settings: dict[str, CurationSettings]) -> dict:
     """How far each setting's face size (the chosen face's shorter side, which the small_face check reads) is from
     the face's size in the photo: the face MTCNN finds in the full-resolution source (max_side 1024, full search)
     times the photo's scale. Over the photos with a human face whose face is 35-70 px (near quality.min_face_px,
     where a size error flips the small_face check) and found by every setting: mean, mean absolute and 90th
     percentile absolute relative error."""
-    reference = FaceDetector("cpu", 20, 1024, search="full")
-    truth = {k: choose_face(reference.detect(source))[0].short_side for k, source in enumerate(sources()[:2])}
-    detectors = {name: FaceDetector("cpu", one.min_face_size, one.detect_max_side, search=one.search,
-                                    dominance=one.dominance) for name, one in settings.items()}
+    detectors = detectors_for(settings)
     errors: dict[str, list[float]] = {name: [] for name in settings}
     for index in range(count):
         if index % 3 == 2:  # the cat
             continue
-        expected = truth[index % 3] * photo_scale(width, height, index)
+        expected = face_side_in_source(index % 3) * photo_scale(width, height, index)
         if not 35 <= expected <= 70:
             continue
         image = photo(width, height, index)
@@ -151,6 +165,52 @@ def face_side_error(width: int, height: int, count: int, settings: dict[str, Cur
             for name, values in errors.items()}
 
 
+SHIFT_GREY = 110  # photo()'s frame colour, for the column a one-pixel shift brings in
+
+
+def variants(image: np.ndarray) -> dict[str, np.ndarray]:
+    """The photo, the photo moved right by one pixel, and the photo after a JPEG save (quality 90)."""
+    shifted = np.concatenate([np.full_like(image[:, :1], SHIFT_GREY), image[:, :-1]], axis=1)
+    encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
+    return {"photo": image, "shifted_1px": shifted,
+            "jpeg_saved": cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)}
+
+
+def outcome_repeatability(width: int, height: int, count: int, detectors: dict[str, FaceDetector],
+                          min_face_px: float) -> dict:
+    """How repeatable the small_face decision (chosen face's shorter side >= min_face_px) is, on the photos
+    face_side_error uses (a human face of 35-70 px, found in every variant by every detector): the decisions
+    that differ between ``old`` and ``new`` on the photo, and, per setting, between the photo and the same photo
+    moved by one pixel or saved as JPEG. A faster detector cannot be expected to agree with the old one more
+    often than the old one agrees with itself. Also the mean absolute relative change of the face size."""
+    pairs = {"old_vs_new": (("old", "photo"), ("new", "photo"))}
+    for name in detectors:
+        for variant in ("shifted_1px", "jpeg_saved"):
+            pairs[f"{name}_vs_{name}_{variant}"] = ((name, "photo"), (name, variant))
+    flips = dict.fromkeys(pairs, 0)
+    changes: dict[str, list[float]] = {pair: [] for pair in pairs}
+    faces = 0
+    for index in range(count):
+        if index % 3 == 2:  # the cat
+            continue
+        if not 35 <= face_side_in_source(index % 3) * photo_scale(width, height, index) <= 70:
+            continue
+        sides = {}
+        for variant, image in variants(photo(width, height, index)).items():
+            for name, detector in detectors.items():
+                face = choose_face(detector.detect(image))[0]
+                sides[name, variant] = None if face is None else face.short_side
+        if any(side is None for side in sides.values()):
+            continue
+        faces += 1
+        for pair, (first, second) in pairs.items():
+            flips[pair] += (sides[first] >= min_face_px) != (sides[second] >= min_face_px)
+            changes[pair].append(abs(sides[second] / sides[first] - 1))
+    return {"faces": faces, "min_face_px": min_face_px, "small_face_flips": flips,
+            "side_change_mean_abs": {pair: round(float(np.mean(values)), 4) if values else None
+                                     for pair, values in changes.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=48, help="photos per size")
@@ -158,7 +218,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes for the all-cores figure")
     parser.add_argument("--rounds", type=int, default=2, help="timed passes per setting (ABBA order)")
     parser.add_argument("--size-error-photos", type=int, default=300,
-                        help="photos per size for face_side_error (untimed; 0: leave it out)")
+                        help="photos per size for face_side_error and outcome_repeatability (untimed; 0: leave "
+                             "them out)")
     arguments = parser.parse_args()
     cpu = settings_pair()
     results: dict[str, dict] = {}
@@ -179,6 +240,8 @@ def main() -> None:
                 figures["gpu"] = compare(records, gpu, None, arguments.rounds, chunk_size=32)
             if arguments.size_error_photos > 0:
                 figures["face_side_error"] = face_side_error(width, height, arguments.size_error_photos, cpu)
+                figures["outcome_repeatability"] = outcome_repeatability(
+                    width, height, arguments.size_error_photos, detectors_for(cpu), QualityParams().min_face_px)
             figures["smallest_face_px"] = {
                 name: round(smallest_face_px(width, height, one.min_face_size, one.detect_max_side), 1)
                 for name, one in cpu.items()}

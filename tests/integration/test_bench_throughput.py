@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from liveness.config import DetectionParams
@@ -77,17 +78,65 @@ def test_curate_throughput_compares_old_and_new_settings():
         assert 0 <= run["outcomes_differ"] <= run["reasons_differ"] <= 3
     assert result["target_met"] is False  # the target is measured at 640x480
     assert set(figures["face_side_error"]) == {"old", "new"}
+    repeatability = figures["outcome_repeatability"]
+    assert set(repeatability["small_face_flips"]) == {
+        "old_vs_new", "old_vs_old_shifted_1px", "old_vs_old_jpeg_saved", "new_vs_new_shifted_1px",
+        "new_vs_new_jpeg_saved"}
+    assert all(0 <= flips <= repeatability["faces"] for flips in repeatability["small_face_flips"].values())
+
+
+def _curate_bench():
+    sys.path.insert(0, str(CURATE_SCRIPT.parent))
+    try:
+        import curate_throughput
+    finally:
+        sys.path.remove(str(CURATE_SCRIPT.parent))
+    return curate_throughput
+
+
+class _ScriptedDetector:
+    """Finds one square face whose side follows ``sides``, one per call, in turn."""
+
+    def __init__(self, sides: list[float]) -> None:
+        self.sides, self.calls = sides, 0
+
+    def detect(self, image):
+        from liveness.data.faces import Face
+
+        side = self.sides[self.calls % len(self.sides)]
+        self.calls += 1
+        return [Face((0.0, 0.0, side, side), 0.99, None)]
+
+
+def test_outcome_repeatability_counts_the_small_face_decisions_that_differ():
+    bench = _curate_bench()
+    # per photo the variants come in order photo, shifted_1px, jpeg_saved; old's face crosses 48 px when saved
+    detectors = {"old": _ScriptedDetector([47.0, 47.5, 49.0]), "new": _ScriptedDetector([49.0, 49.0, 49.5])}
+    result = bench.outcome_repeatability(640, 480, 60, detectors, min_face_px=48.0)
+    faces = result["faces"]
+    assert faces >= 10 and detectors["old"].calls == detectors["new"].calls == 3 * faces
+    assert result["small_face_flips"] == {"old_vs_new": faces, "old_vs_old_shifted_1px": 0,
+                                          "old_vs_old_jpeg_saved": faces, "new_vs_new_shifted_1px": 0,
+                                          "new_vs_new_jpeg_saved": 0}
+    assert result["side_change_mean_abs"]["old_vs_new"] == pytest.approx(49 / 47 - 1, abs=1e-4)
+    assert result["side_change_mean_abs"]["new_vs_new_jpeg_saved"] == pytest.approx(49.5 / 49 - 1, abs=1e-4)
+
+
+def test_the_variants_are_the_photo_moved_by_a_pixel_and_saved_as_jpeg():
+    bench = _curate_bench()
+    image = bench.photo(64, 48, 0)
+    found = bench.variants(image)
+    assert found["photo"] is image
+    assert (found["shifted_1px"][:, 1:] == image[:, :-1]).all() and (found["shifted_1px"][:, 0] == 110).all()
+    difference = np.abs(found["jpeg_saved"].astype(int) - image.astype(int))
+    assert found["jpeg_saved"].shape == image.shape and 0 < difference.mean() < 4  # lossy, colours kept in order
 
 
 @pytest.mark.slow
 def test_face_sizes_near_the_small_face_limit_are_as_accurate_as_before(one_torch_thread):
     """The face size the small_face check reads, against the true size, for faces of 35-70 px in 640x480 photos:
     the new settings may flip a borderline image, but must not size faces worse than the old ones."""
-    sys.path.insert(0, str(CURATE_SCRIPT.parent))
-    try:
-        import curate_throughput
-    finally:
-        sys.path.remove(str(CURATE_SCRIPT.parent))
+    curate_throughput = _curate_bench()
     errors = curate_throughput.face_side_error(640, 480, 60, curate_throughput.settings_pair())
     assert errors["old"]["faces"] == errors["new"]["faces"] >= 15
     assert errors["new"]["mean_abs"] < 0.05 and errors["new"]["p90_abs"] < 0.08
