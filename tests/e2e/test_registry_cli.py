@@ -231,6 +231,7 @@ def test_broken_video_in_a_fresh_process_is_a_failure_row_and_exit_1(local_model
     broken, *frames = rows
     assert broken == {"path": str(videos["broken"]), "frame": None, "face_found": False, "box": None, "score": None,
                       "threshold": None, "label": "rejected", "reason": "video_unreadable", "converted": "",
+                      "detail": f"video {videos['broken']} cannot be opened: not a video, or damaged",
                       "trained_on": "synthetic",
                       "model": {"name": "model", "version": "local", "uri": str(local_model)}}
     assert [row["frame"] for row in frames] == [0, VIDEO_FRAMES - 1]
@@ -347,6 +348,11 @@ def test_predict_on_a_folder_of_awkward_files_gives_every_file_its_row(tmp_path,
     for name, row in rows.items():
         assert row["label"] in {"live", "spoof", "no_face", "rejected"}
         assert row["label"] != "rejected" or row["reason"] in PREDICTION_REASONS, row
+        # a rejected row says what happened in words, without repeating the reason code or a batch position
+        assert bool(row["detail"]) == (row["label"] == "rejected"), row
+        assert "rejected (" not in row["detail"] and "input " not in row["detail"], row
+        if row["label"] == "rejected":
+            assert f"{name}: {row['reason']} (" in " ".join(result.stderr.split()), name  # the failed: line too
         reason = CORPUS.get(name)
         if reason is not None:
             assert (row["label"], row["reason"]) == ("rejected", reason), name

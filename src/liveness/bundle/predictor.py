@@ -51,9 +51,27 @@ class Prediction:
     reason: str  # decode rejection reason or multiple_faces; "" otherwise
     trained_on: TrainedOn  # the bundle's data: scores of a "synthetic" model say nothing about real faces
     converted: str = ""  # how the input became 8-bit RGB (decode.CONVERSIONS), "" when it already was
+    detail: str = ""  # for a rejected row, what happened in words (the reason code's message); "" otherwise
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why an image has no face crop: a reason code ("" when it has one) and what happened in words."""
+
+    reason: str = ""
+    detail: str = ""
+
+
+def _face_problem_detail(reason: str, faces: int, multi_face: str, dominance: float) -> str:
+    """What the multi-face policy's refusal means, for the row's ``detail``."""
+    if reason != "multiple_faces":
+        return ""
+    rule = ("scores only images with one face" if multi_face == "reject" else
+            f"scores the largest face only when its area is at least {dominance:g} times the next one's")
+    return f"{faces} faces found; the model's multi_face policy {multi_face!r} {rule}. Crop the image to one face"
 
 
 def synthetic_warning(name: str, version: str) -> str:
@@ -114,7 +132,7 @@ class Predictor:
             try:
                 decoded[position] = _as_rgb(item, f"input {position}")
             except ImageRejected as error:
-                results[position] = self._row(False, None, math.nan, "rejected", error.reason)
+                results[position] = self._row(False, None, math.nan, "rejected", error.reason, detail=error.what)
         positions = list(decoded)
         decoded_at = time.perf_counter()
         found = self.crop_faces([decoded[p][0] for p in positions])
@@ -123,9 +141,10 @@ class Predictor:
         for position, (face, problem, crop) in zip(positions, found, strict=True):
             converted = decoded[position][1]
             if face is None:
-                label: Label = "no_face" if problem == "no_face" else "rejected"
-                results[position] = self._row(False, None, math.nan, label, "" if label == "no_face" else problem,
-                                              converted)
+                label: Label = "no_face" if problem.reason == "no_face" else "rejected"
+                results[position] = (self._row(False, None, math.nan, "no_face", "", converted) if label == "no_face"
+                                     else self._row(False, None, math.nan, label, problem.reason, converted,
+                                                    problem.detail))
                 continue
             crops.append(crop)
             scored.append((position, face, converted))
@@ -137,10 +156,12 @@ class Predictor:
         for (position, face, converted), score in zip(scored, scores, strict=True):
             box = [float(v) for v in face.box]
             if score is None:
-                results[position] = self._row(True, box, math.nan, "rejected", "processing_failed", converted)
+                results[position] = self._row(True, box, math.nan, "rejected", "processing_failed", converted,
+                                              "the network failed on this image's face crop")
                 continue
             if not math.isfinite(score):  # never let NaN compare as "live"
-                results[position] = self._row(True, box, math.nan, "rejected", "score_not_finite", converted)
+                results[position] = self._row(True, box, math.nan, "rejected", "score_not_finite", converted,
+                                              f"the network's score for this face was {score}, not a finite number")
                 continue
             label = "spoof" if score > self.threshold else "live"  # metrics.py: attack iff score > threshold
             results[position] = self._row(True, box, score, label, "", converted)
@@ -161,28 +182,32 @@ class Predictor:
                 scores.append(None)
         return scores
 
-    def crop_faces(self, images: list[np.ndarray]) -> list[tuple[Face | None, str, np.ndarray | None]]:
+    def crop_faces(self, images: list[np.ndarray]) -> list[tuple[Face | None, Problem, np.ndarray | None]]:
         """(face, problem, crop) per RGB image: MTCNN, the multi-face policy and the aligned crop, exactly as
-        curation makes the training, calibration and test crops (DESIGN §2.2, one face path)."""
+        curation makes the training, calibration and test crops (DESIGN §2.2, one face path). The problem's
+        reason is "" when a face was cropped."""
         detection, crop = self.config.detection, self.config.crop
-        results = []
+        results: list[tuple[Face | None, Problem, np.ndarray | None]] = []
         for image, found in zip(images, self.detector.detect_batch(images), strict=True):
             if isinstance(found, DetectionFailed):
-                results.append((None, found.reason, None))
+                results.append((None, Problem(found.reason, str(found)), None))
                 continue
             face, problem = choose_face(found, detection.multi_face, detection.dominance)
             if face is None:
-                results.append((None, problem or "", None))
+                results.append((None, Problem(problem or "", _face_problem_detail(
+                    problem or "", len(found), detection.multi_face, detection.dominance)), None))
                 continue
             try:
-                results.append((face, "", align_and_crop(image, face, crop.size, crop.context).image))
-            except Exception:  # noqa: BLE001 - degenerate landmarks or geometry: this image only
-                results.append((None, "crop_failed", None))
+                results.append((face, Problem(), align_and_crop(image, face, crop.size, crop.context).image))
+            except Exception as error:  # noqa: BLE001 - degenerate landmarks or geometry: this image only
+                results.append((None, Problem("crop_failed", f"aligning the face crop failed "
+                                                             f"({type(error).__name__}: {error})"), None))
         return results
 
     def _row(self, found: bool, box: list[float] | None, score: float, label: Label, reason: str,
-             converted: str = "") -> Prediction:
-        return Prediction(found, box, float(score), self.threshold, label, reason, self.trained_on, converted)
+             converted: str = "", detail: str = "") -> Prediction:
+        return Prediction(found, box, float(score), self.threshold, label, reason, self.trained_on, converted,
+                          detail)
 
     @torch.no_grad()
     def _scores(self, crops: list[np.ndarray]) -> list[float]:

@@ -141,8 +141,8 @@ def predict(
         total += len(chunk)
         readable = [item for item in chunk if item[2] is not None]
         outputs = iter(_isolated(score, [item[2] for item in readable]) if readable else [])
-        for path, frame, data, reason in chunk:
-            row = next(outputs) if data is not None else _rejected_row(reason)
+        for path, frame, data, reason, detail in chunk:
+            row = next(outputs) if data is not None else _rejected_row(reason, detail)
             row = {"path": path, "frame": frame, **{key: _json_value(value) for key, value in row.items()},
                    "trained_on": trained_on, "model": info}
             if trained_on == "synthetic" and row["score"] is not None and not warned:
@@ -152,14 +152,16 @@ def predict(
             print(json.dumps(row), flush=True)
             if row["label"] == "rejected":
                 failures += 1
-                console.print(f"[red]failed:[/] {path}{'' if frame is None else f' frame {frame}'}: {row['reason']}")
+                said = f"{row['reason']} ({row['detail']})" if row.get("detail") else row["reason"]
+                console.print(f"[red]failed:[/] {escape(path)}{'' if frame is None else f' frame {frame}'}: "
+                              f"{escape(said)}", highlight=False)
     if failures:
         _fail(f"{failures} of {total} inputs failed", code=1)
 
 
-def _rejected_row(reason: str) -> dict:
+def _rejected_row(reason: str, detail: str) -> dict:
     return {"face_found": False, "box": None, "score": None, "threshold": None, "label": "rejected",
-            "reason": reason, "converted": ""}
+            "reason": reason, "converted": "", "detail": detail}
 
 
 def _isolated(score, images: list[bytes]) -> list[dict]:
@@ -168,7 +170,7 @@ def _isolated(score, images: list[bytes]) -> list[dict]:
         return score(images)
     except Exception:  # noqa: BLE001 - one image must never cost the others their rows
         if len(images) == 1:
-            return [_rejected_row("processing_failed")]
+            return [_rejected_row("processing_failed", "the model failed on this image")]
     return [_isolated(score, [image])[0] for image in images]
 
 

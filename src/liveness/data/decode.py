@@ -119,6 +119,11 @@ class ImageRejected(ValueError):
         # Keep the reason when the exception crosses a process boundary (Dask/Prefect workers pickle it).
         return type(self), (self.reason, str(self))
 
+    @property
+    def what(self) -> str:
+        """The message without its "<source>: rejected (<reason>): " prefix, for rows that name both already."""
+        return str(self).partition(f"rejected ({self.reason}): ")[2] or str(self)
+
 
 def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS,
                max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> DecodedImage:

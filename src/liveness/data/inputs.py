@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from liveness.data.decode import ImageRejected, read_image_file
+from liveness.data.decode import REJECTION_REASONS, ImageRejected, read_image_file
 from liveness.data.sources.common import FOLDER_IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, looks_like_image, walk_tree
 
-InputItem = tuple[str, "int | None", "bytes | None", str]  # path, frame, encoded image (None: failed), reason
+# path, frame, encoded image (None: failed), failure reason code, what failed in words
+InputItem = tuple[str, "int | None", "bytes | None", str, str]
 
 
 def find_input_files(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, int]]]:
@@ -43,7 +44,7 @@ def find_input_files(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, in
 
 
 def read_inputs(files: list[Path], frames: int) -> Iterator[InputItem]:
-    """(path, frame, encoded image or None, failure reason) per image file or sampled video frame, read one file
+    """(path, frame, encoded image or None, failure reason, failure detail) per image file or sampled video frame, read one file
     at a time as the caller asks, so memory follows the batch, not the folder. Video frames are sampled evenly
     (``frames`` per video) and encoded as PNG, the bytes a registered model takes; every file yields at least
     one item."""
@@ -53,17 +54,18 @@ def read_inputs(files: list[Path], frames: int) -> Iterator[InputItem]:
 
     for path in files:
         if not path.exists():
-            yield str(path), None, None, "broken_symlink" if path.is_symlink() else "missing_file"
+            reason = "broken_symlink" if path.is_symlink() else "missing_file"
+            yield str(path), None, None, reason, REJECTION_REASONS[reason]
         elif path.suffix.lower() in VIDEO_EXTENSIONS:
             try:
                 sampled = sample_frames(path, frames)
             except VideoError as error:
-                yield str(path), None, None, error.reason
+                yield str(path), None, None, error.reason, str(error)
                 continue
             for index, rgb in sampled:
-                yield str(path), index, cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes(), ""
+                yield str(path), index, cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes(), "", ""
         else:
             try:
-                yield str(path), None, read_image_file(path), ""
+                yield str(path), None, read_image_file(path), "", ""
             except ImageRejected as error:
-                yield str(path), None, None, error.reason
+                yield str(path), None, None, error.reason, error.what

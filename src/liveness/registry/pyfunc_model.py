@@ -18,7 +18,7 @@ from liveness.bundle import Predictor
 
 BUNDLE = "bundle"
 INPUT_COLUMN = "image"
-OUTPUT_COLUMNS = ("face_found", "box", "score", "threshold", "label", "reason", "trained_on", "converted")
+OUTPUT_COLUMNS = ("face_found", "box", "score", "threshold", "label", "reason", "trained_on", "converted", "detail")
 
 
 class LivenessModel(mlflow.pyfunc.PythonModel):

@@ -233,7 +233,8 @@ def _signature():
     outputs = Schema([ColSpec(DataType.boolean, "face_found"), ColSpec(Array(DataType.double), "box", required=False),
                       ColSpec(DataType.double, "score"), ColSpec(DataType.double, "threshold"),
                       ColSpec(DataType.string, "label"), ColSpec(DataType.string, "reason"),
-                      ColSpec(DataType.string, "trained_on"), ColSpec(DataType.string, "converted")])
+                      ColSpec(DataType.string, "trained_on"), ColSpec(DataType.string, "converted"),
+                      ColSpec(DataType.string, "detail", required=False)])
     return ModelSignature(inputs, outputs)
 
 

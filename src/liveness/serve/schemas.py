@@ -32,6 +32,8 @@ class Result(BaseModel):
     trained_on: TrainedOn = Field(description=TRAINED_ON_HELP)
     converted: str = Field("", description='How the image became 8-bit RGB, e.g. "rgba->rgb" (alpha composited on '
                                             'neutral grey) or "i;16->rgb"; "" when it already was')
+    detail: str = Field("", description="For a rejected image, what happened in words (the reason's message); \"\" "
+                                        "otherwise")
 
 
 class LivenessResponse(Result):
@@ -91,4 +93,4 @@ def result_of(prediction: Prediction) -> Result:
     score = prediction.score if math.isfinite(prediction.score) else None
     return Result(faces=faces, face_found=prediction.face_found, box=prediction.box, score=score,
                   threshold=prediction.threshold, label=prediction.label, reason=prediction.reason,
-                  trained_on=prediction.trained_on, converted=prediction.converted)
+                  trained_on=prediction.trained_on, converted=prediction.converted, detail=prediction.detail)

@@ -274,6 +274,15 @@ def test_rejection_survives_pickling():
     assert isinstance(copy, ValueError)
 
 
+def test_what_is_the_message_without_its_source_and_reason():
+    with pytest.raises(ImageRejected) as caught:
+        decode_bytes(encode(Image.fromarray(astronaut()), "PNG")[:2000], source="upload.png")
+    truncated = caught.value
+    assert str(truncated).startswith("upload.png: rejected (truncated): ")
+    assert truncated.what and "upload.png" not in truncated.what and str(truncated).endswith(truncated.what)
+    assert ImageRejected("unreadable", "no prefix here").what == "no prefix here"  # other messages stay whole
+
+
 def test_rejection_reasons_are_snake_case_with_descriptions():
     for code, description in REJECTION_REASONS.items():
         assert code.isidentifier() and code == code.lower() and description

@@ -217,7 +217,7 @@ def test_folder_discovery_takes_them_by_suffix_and_by_content(tmp_path):
     items = list(read_inputs(files, frames=1))
     assert sorted(Path(path).name for path, *_ in items) == ["a.pfm", "b.hdr", "c_float_tiff_without_suffix"]
     assert skipped == [(tmp_path, 1)]
-    for _, _, data, _ in items:
+    for _, _, data, _, _ in items:
         assert decode_image(data).converted == "rgbf->rgb"
 
 

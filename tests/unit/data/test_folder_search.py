@@ -95,7 +95,7 @@ class TestPredictSearch:
     def test_an_unlistable_subfolder_gets_an_unreadable_row(self, tree, unlistable):
         unlistable.add(tree / "sub")
         files, _ = find_input_files([tree])
-        rows = {Path(path).relative_to(tree).as_posix(): reason for path, _, _, reason in read_inputs(files, 1)}
+        rows = {Path(path).relative_to(tree).as_posix(): reason for path, _, _, reason, _ in read_inputs(files, 1)}
         assert rows == {"a.jpg": "", "linked/c.jpg": "", "sub": "unreadable"}
 
     def test_the_row_says_the_folder_cannot_be_listed(self, tree, unlistable):

@@ -165,10 +165,14 @@ class TestEntryPoints:
         _fifo(folder / "pipe_without_suffix")  # neither an image nor a video by name; never sniffed
         files, skipped = find_input_files([folder, Path("/dev/zero"), folder / "empty"])
         items = list(read_inputs(files, frames=2))
-        reasons = {Path(path).name: reason for path, _, _, reason in items}
+        reasons = {Path(path).name: reason for path, _, _, reason, _ in items}
         assert reasons == {"face.jpg": "", "pipe.jpg": "empty_file", "pipe.mp4": "video_unreadable",
                            "zero": "unreadable"}
-        assert next(data for path, _, data, _ in items if path.endswith("face.jpg")) == jpeg
+        assert next(data for path, _, data, _, _ in items if path.endswith("face.jpg")) == jpeg
+        details = {Path(path).name: detail for path, _, _, _, detail in items}
+        assert details["face.jpg"] == "" and "pipe.mp4" in details["pipe.mp4"] and "not a regular file" in details[
+            "pipe.mp4"]
+        assert all(details[name] for name in ("pipe.jpg", "zero"))  # each failure says what happened
         assert skipped == [(folder, 1), (folder / "empty", 0)]
 
     def test_the_video_sampler_refuses_a_pipe_at_once(self, tmp_path):

@@ -21,7 +21,7 @@ def predictor(tmp_path_factory) -> Predictor:
 
 def test_face_photo_is_scored_and_labelled_by_threshold(predictor):
     (result,) = predictor.predict([png_bytes(astronaut())])
-    assert result.face_found and len(result.box) == 4 and result.reason == ""
+    assert result.face_found and len(result.box) == 4 and result.reason == result.detail == ""
     assert math.isfinite(result.score) and result.threshold == 0.5
     assert result.label == ("spoof" if result.score > result.threshold else "live")
 
@@ -41,6 +41,14 @@ def test_bad_bytes_are_rejected_with_reason(predictor):
     empty, garbage = predictor.predict([b"", b"this is not an image at all"])
     assert (empty.label, empty.reason) == ("rejected", "empty_file")
     assert (garbage.label, garbage.reason) == ("rejected", "not_an_image")
+    # the decoder's words, without its "input N: rejected (reason): " prefix
+    assert empty.detail.startswith("0 bytes") and garbage.detail.startswith("not a recognised image")
+
+
+def test_several_faces_say_how_many_and_which_policy_refused(predictor):
+    (row,) = predictor.predict([np.hstack([astronaut(), astronaut()])])
+    assert (row.label, row.reason) == ("rejected", "multiple_faces")
+    assert row.detail.startswith("2 faces found") and "'largest'" in row.detail and "2 times" in row.detail
 
 
 def test_score_alone_equals_score_in_batch(predictor):
@@ -127,6 +135,7 @@ class TestIsolation:
         monkeypatch.setattr(predictor.detector._mtcnn, "detect", detect)
         odd, face = predictor.predict([np.full((77, 91, 3), 50, np.uint8), astronaut()])
         assert (odd.label, odd.reason) == ("rejected", "detection_failed")
+        assert "91x77" in odd.detail and "simulated MTCNN failure" in odd.detail
         assert face.face_found and math.isfinite(face.score)
 
     def test_a_scoring_failure_costs_only_its_face(self, predictor, monkeypatch):
@@ -143,12 +152,14 @@ class TestIsolation:
         monkeypatch.setattr(predictor, "_scores", scores)
         bad, good = predictor.predict([mirrored, astronaut()])
         assert (bad.label, bad.reason) == ("rejected", "processing_failed") and math.isnan(bad.score)
+        assert bad.detail and good.detail == ""
         assert good.face_found and math.isfinite(good.score)
 
     def test_a_nan_score_is_never_labelled_live(self, predictor, monkeypatch):
         monkeypatch.setattr(predictor, "_scores", lambda crops: [math.nan] * len(crops))
         (row,) = predictor.predict([astronaut()])
         assert (row.label, row.reason, row.face_found) == ("rejected", "score_not_finite", True)
+        assert "nan" in row.detail
 
     @pytest.mark.parametrize(("array", "converted"), [
         (np.full((64, 64), 90, np.uint8), "l->rgb"),

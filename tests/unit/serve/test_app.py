@@ -58,6 +58,7 @@ class TestAnswers:
         assert answer.status_code == 200
         body = answer.json()
         assert (body["faces"], body["label"], body["reason"]) == (None, "rejected", "multiple_faces")
+        assert body["detail"].startswith("2 faces found")
 
 
 class TestBadInput:
