@@ -64,6 +64,7 @@ def _check_row(row: Prediction) -> None:
     assert row.converted == "" or row.converted in CONVERSIONS
     if row.label == "rejected":
         assert row.reason in PREDICTION_REASONS, row
+    assert bool(row.detail) == (row.label == "rejected"), row  # a rejection says what happened, in words
     if row.label in ("live", "spoof"):
         assert row.face_found and math.isfinite(row.score) and len(row.box) == 4
     else:
@@ -108,6 +109,7 @@ def test_pyfunc_model_gives_every_input_its_own_row(bundle, images):
     assert set(frame["label"]) <= LABELS and bool(frame["face_found"].iloc[-1])
     rejected = frame[frame["label"] == "rejected"]
     assert set(rejected["reason"]) <= set(PREDICTION_REASONS)
+    assert rejected["detail"].astype(bool).all() and not frame.loc[frame["label"] != "rejected", "detail"].any()
 
 
 @pytest.fixture(scope="module")
