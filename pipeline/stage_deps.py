@@ -7,7 +7,11 @@ out can change without the stage rerunning, and then a stale output is served fr
 This module reads the source with ``ast`` and never imports it. It follows ``liveness.*`` and ``pipeline.*``
 imports anywhere in a file, including those inside functions, and counts ``from package import name`` as an
 import of the submodule when ``name`` is one. Importing a module runs its packages' ``__init__.py``, so those
-count too. It does not see imports made from strings (``importlib.import_module``); the project has none.
+count too. Packages that load their names on first use (PEP 562: a module-level ``__getattr__`` and a table
+of name -> module strings, as ``liveness.bundle`` and ``liveness.model`` have) are read too: ``from package
+import Name`` counts as an import of the module the table names for ``Name``, and a plain ``import package``
+as an import of every module in the table. Other imports made from strings (``importlib.import_module``
+elsewhere) are not seen; the project has none.
 
 ``--write`` puts the result into ``dvc.yaml``. Each stage gets its entry module first, then the other files
 it imports, sorted. A package folder replaces its files when the stage imports all of them. Deps outside the
@@ -19,9 +23,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import re
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,16 +75,55 @@ def _parents(module: str) -> list[str]:
     return [".".join(parts[: index + 1]) for index in range(len(parts))]
 
 
-def imported_names(source: str, module: str, is_package: bool) -> set[str]:
+def lazy_exports(source: str) -> dict[str, str]:
+    """A package's names loaded on first use (PEP 562), name -> module, read from its ``__init__.py`` text.
+
+    Empty unless the module defines ``__getattr__`` at its top level. The table is every top-level dict whose
+    keys are names and whose values are project module names, written out (``{"Name": "pkg.mod"}``) or spread
+    from ``dict.fromkeys((names...), "pkg.mod")``.
+    """
+    tree = ast.parse(source)
+    if not any(isinstance(node, ast.FunctionDef) and node.name == "__getattr__" for node in tree.body):
+        return {}
+    exports: dict[str, str] = {}
+    for node in tree.body:
+        value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+        if not isinstance(value, ast.Dict):
+            continue
+        table: dict[str, str] = {}
+        for key, item in zip(value.keys, value.values, strict=True):
+            if key is None:  # **dict.fromkeys((names...), "module")
+                table.update(_fromkeys(item))
+            elif isinstance(key, ast.Constant) and isinstance(item, ast.Constant):
+                table[str(key.value)] = str(item.value)
+        exports.update({name: target for name, target in table.items() if target.partition(".")[0] in PACKAGES})
+    return exports
+
+
+def _fromkeys(node: ast.expr) -> dict[str, str]:
+    """``dict.fromkeys((names...), "module")`` as a dict; {} for any other expression."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "fromkeys"
+            and len(node.args) == 2 and isinstance(node.args[0], (ast.Tuple, ast.List))
+            and isinstance(node.args[1], ast.Constant)):
+        return {}
+    return {str(name.value): str(node.args[1].value) for name in node.args[0].elts if isinstance(name, ast.Constant)}
+
+
+def imported_names(source: str, module: str, is_package: bool,
+                   exports_of: Callable[[str], dict[str, str]] = lambda package: {}) -> set[str]:
     """Every module name an import statement anywhere in ``source`` (the text of ``module``) may load.
 
-    ``from x import y`` yields both ``x`` and ``x.y``: the caller keeps ``x.y`` only when it is a module.
+    ``from x import y`` yields both ``x`` and ``x.y``: the caller keeps ``x.y`` only when it is a module. When
+    ``exports_of(x)`` (a package's ``lazy_exports``) names ``y``, it also yields the module that loads ``y``;
+    ``import x`` yields every module of ``exports_of(x)``.
     """
     package = module if is_package else module.rpartition(".")[0]
     names: set[str] = set()
     for node in ast.walk(ast.parse(source, filename=module)):
         if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
+            for alias in node.names:
+                names.add(alias.name)
+                names.update(exports_of(alias.name).values())
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
@@ -87,6 +132,8 @@ def imported_names(source: str, module: str, is_package: bool) -> set[str]:
             if base:
                 names.add(base)
             names.update(f"{base}.{alias.name}" if base else alias.name for alias in node.names if alias.name != "*")
+            exports = exports_of(base) if base else {}
+            names.update(exports[alias.name] for alias in node.names if alias.name in exports)
     return names
 
 
@@ -97,6 +144,12 @@ def import_closure(entry: str, root: Path) -> set[str]:
     seen: set[str] = set()
     pending = _parents(entry)
     files: set[str] = set()
+
+    @functools.cache
+    def exports_of(package: str) -> dict[str, str]:
+        path = module_file(package, root)
+        return lazy_exports(path.read_text()) if path is not None and path.name == "__init__.py" else {}
+
     while pending:
         module = pending.pop()
         if module in seen:
@@ -106,7 +159,7 @@ def import_closure(entry: str, root: Path) -> set[str]:
         if path is None:
             continue
         files.add(path.relative_to(root).as_posix())
-        for name in imported_names(path.read_text(), module, path.name == "__init__.py"):
+        for name in imported_names(path.read_text(), module, path.name == "__init__.py", exports_of):
             if module_file(name, root) is not None:
                 pending.extend(_parents(name))
     return files

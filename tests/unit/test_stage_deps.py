@@ -70,6 +70,60 @@ class TestImportGraph:
             import_closure("pipeline.nothing", project)
 
 
+LAZY_INIT = """
+from importlib import import_module
+
+_EXPORTS = {
+    **dict.fromkeys(("Loader", "load"), "liveness.lazy.loading"),
+    "Scorer": "liveness.lazy.scoring",
+    "VERSION": "2",  # not a module: ignored
+}
+
+
+def __getattr__(name):
+    return getattr(import_module(_EXPORTS[name]), name)
+"""
+
+
+@pytest.fixture
+def lazy_project(tmp_path) -> Path:
+    """liveness.lazy loads Loader/load and Scorer from its submodules on first use (PEP 562), as liveness.bundle
+    and liveness.model do; scoring.py imports liveness.deep."""
+    return _tree(tmp_path, {
+        "pipeline/__init__.py": "",
+        "pipeline/names_one.py": "from liveness.lazy import Loader\n",
+        "pipeline/plain.py": "import liveness.lazy\n",
+        "src/liveness/__init__.py": "",
+        "src/liveness/deep.py": "",
+        "src/liveness/lazy/__init__.py": LAZY_INIT,
+        "src/liveness/lazy/loading.py": "",
+        "src/liveness/lazy/scoring.py": "from liveness import deep\n",
+    })
+
+
+class TestLazyExports:
+    """A name a package loads on first use is an import of the module that holds it: the register stage once
+    missed the whole Predictor (liveness.bundle's table), so a change to it left `dvc status` up to date."""
+
+    def test_the_table_is_read_from_the_package_init(self):
+        assert stage_deps.lazy_exports(LAZY_INIT) == {
+            "Loader": "liveness.lazy.loading", "load": "liveness.lazy.loading", "Scorer": "liveness.lazy.scoring"}
+        assert stage_deps.lazy_exports(LAZY_INIT.replace("def __getattr__", "def other")) == {}
+
+    def test_from_import_of_a_lazy_name_follows_its_module_only(self, lazy_project):
+        files = import_closure("pipeline.names_one", lazy_project)
+        assert "src/liveness/lazy/loading.py" in files
+        assert "src/liveness/lazy/scoring.py" not in files and "src/liveness/deep.py" not in files
+
+    def test_a_plain_import_of_the_package_follows_every_module_of_the_table(self, lazy_project):
+        files = import_closure("pipeline.plain", lazy_project)
+        assert {"src/liveness/lazy/loading.py", "src/liveness/lazy/scoring.py", "src/liveness/deep.py"} <= files
+
+    def test_this_repository_s_register_stage_reaches_the_predictor(self):
+        files = import_closure("pipeline.register", PROJECT_ROOT)
+        assert {"src/liveness/bundle/predictor.py", "src/liveness/data/faces.py"} <= files
+
+
 class TestCoveringDeps:
     def test_a_folder_stands_for_its_files_only_when_all_are_imported(self, project):
         files = import_closure("pipeline.stage", project)

@@ -140,11 +140,12 @@ class Predictor:
         crops, scored = [], []
         for position, (face, problem, crop) in zip(positions, found, strict=True):
             converted = decoded[position][1]
+            if face is None and problem.reason == "no_face":
+                results[position] = self._row(False, None, math.nan, "no_face", "", converted)
+                continue
             if face is None:
-                label: Label = "no_face" if problem.reason == "no_face" else "rejected"
-                results[position] = (self._row(False, None, math.nan, "no_face", "", converted) if label == "no_face"
-                                     else self._row(False, None, math.nan, label, problem.reason, converted,
-                                                    problem.detail))
+                results[position] = self._row(False, None, math.nan, "rejected", problem.reason, converted,
+                                              problem.detail)
                 continue
             crops.append(crop)
             scored.append((position, face, converted))

@@ -44,10 +44,10 @@ def find_input_files(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, in
 
 
 def read_inputs(files: list[Path], frames: int) -> Iterator[InputItem]:
-    """(path, frame, encoded image or None, failure reason, failure detail) per image file or sampled video frame, read one file
-    at a time as the caller asks, so memory follows the batch, not the folder. Video frames are sampled evenly
-    (``frames`` per video) and encoded as PNG, the bytes a registered model takes; every file yields at least
-    one item."""
+    """(path, frame, encoded image or None, failure reason, failure detail) per image file or sampled video
+    frame, read one file at a time as the caller asks, so memory follows the batch, not the folder. Video frames
+    are sampled evenly (``frames`` per video) and encoded as PNG, the bytes a registered model takes; every file
+    yields at least one item."""
     import cv2
 
     from liveness.data.video import VideoError, sample_frames
