@@ -230,7 +230,7 @@ def test_broken_video_in_a_fresh_process_is_a_failure_row_and_exit_1(local_model
     assert len(rows) == 3
     broken, *frames = rows
     assert broken == {"path": str(videos["broken"]), "frame": None, "face_found": False, "box": None, "score": None,
-                      "threshold": None, "label": "rejected", "reason": "video_unreadable", "converted": "",
+                      "threshold": 0.5, "label": "rejected", "reason": "video_unreadable", "converted": "",
                       "detail": f"video {videos['broken']} cannot be opened: not a video, or damaged",
                       "trained_on": "synthetic",
                       "model": {"name": "model", "version": "local", "uri": str(local_model)}}
@@ -347,6 +347,7 @@ def test_predict_on_a_folder_of_awkward_files_gives_every_file_its_row(tmp_path,
     assert (rows["named_pipe.jpg"]["reason"], rows["named_pipe.mp4"]["reason"]) == ("empty_file", "video_unreadable")
     for name, row in rows.items():
         assert row["label"] in {"live", "spoof", "no_face", "rejected"}
+        assert row["threshold"] == 0.5, row  # also on files that failed before the model saw them
         assert row["label"] != "rejected" or row["reason"] in PREDICTION_REASONS, row
         # a rejected row says what happened in words, without repeating the reason code or a batch position
         assert bool(row["detail"]) == (row["label"] == "rejected"), row

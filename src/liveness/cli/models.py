@@ -128,7 +128,7 @@ def predict(
 
     from liveness.bundle import synthetic_warning
 
-    info, trained_on, score = _predict_model(model, params_path, backend)
+    info, trained_on, threshold, score = _predict_model(model, params_path, backend)
     files, skipped = find_input_files(paths)
     for folder, count in skipped:
         console.print(f"[yellow]note:[/] skipped {count} file(s) under {folder} that are hidden or neither images "
@@ -140,9 +140,9 @@ def predict(
     while chunk := list(itertools.islice(items, batch_size)):
         total += len(chunk)
         readable = [item for item in chunk if item[2] is not None]
-        outputs = iter(_isolated(score, [item[2] for item in readable]) if readable else [])
+        outputs = iter(_isolated(score, [item[2] for item in readable], threshold) if readable else [])
         for path, frame, data, reason, detail in chunk:
-            row = next(outputs) if data is not None else _rejected_row(reason, detail)
+            row = next(outputs) if data is not None else _rejected_row(reason, detail, threshold)
             row = {"path": path, "frame": frame, **{key: _json_value(value) for key, value in row.items()},
                    "trained_on": trained_on, "model": info}
             if trained_on == "synthetic" and row["score"] is not None and not warned:
@@ -159,23 +159,24 @@ def predict(
         _fail(f"{failures} of {total} inputs failed", code=1)
 
 
-def _rejected_row(reason: str, detail: str) -> dict:
-    return {"face_found": False, "box": None, "score": None, "threshold": None, "label": "rejected",
+def _rejected_row(reason: str, detail: str, threshold: float | None) -> dict:
+    return {"face_found": False, "box": None, "score": None, "threshold": threshold, "label": "rejected",
             "reason": reason, "converted": "", "detail": detail}
 
 
-def _isolated(score, images: list[bytes]) -> list[dict]:
+def _isolated(score, images: list[bytes], threshold: float | None) -> list[dict]:
     """Rows for ``images``; when the model call fails, each image is retried alone so only the culprit fails."""
     try:
         return score(images)
     except Exception:  # noqa: BLE001 - one image must never cost the others their rows
         if len(images) == 1:
-            return [_rejected_row("processing_failed", "the model failed on this image")]
-    return [_isolated(score, [image])[0] for image in images]
+            return [_rejected_row("processing_failed", "the model failed on this image", threshold)]
+    return [_isolated(score, [image], threshold)[0] for image in images]
 
 
 def _predict_model(model: str, params_path: Path, backend: str):
-    """(model {name, version, uri}, trained_on, images -> rows) for ``liveness predict``.
+    """(model {name, version, uri}, trained_on, threshold, images -> rows) for ``liveness predict``; the threshold
+    also goes into the rows of files that fail before the model sees them.
 
     The name and version come from the same source ``liveness serve`` uses (``registry.resolve``): the registry
     name and the version an alias points at now (that version is then loaded), or a folder's name and "local".
@@ -221,21 +222,24 @@ def _predict_model(model: str, params_path: Path, backend: str):
                       f"--model {model}`, then pass --model {_default_export_dir(model)}")
             except ValueError as error:
                 _fail(str(error))
-        return info, predictor.trained_on, lambda images: [p.as_dict() for p in predictor.predict(images)]
+        return (info, predictor.trained_on, predictor.threshold,
+                lambda images: [p.as_dict() for p in predictor.predict(images)])
     local = Path(model)
     if not remote and bundle_folder(local) == local:  # a bundle folder: score it directly, as serve does
         try:
             predictor = Predictor(local)
         except (FileNotFoundError, ValueError) as error:
             _fail(str(error))
-        return info, predictor.trained_on, lambda images: [p.as_dict() for p in predictor.predict(images)]
+        return (info, predictor.trained_on, predictor.threshold,
+                lambda images: [p.as_dict() for p in predictor.predict(images)])
     pinned = f"models:/{source.name}/{revision}" if isinstance(source, RegistrySource) else model
     try:
         loaded = mlflow.pyfunc.load_model(pinned)
     except (MlflowException, OSError) as error:
         cannot_load(error)
     try:  # the bundle config, not the output columns: a model registered before trained_on existed lacks them
-        trained_on = loaded.unwrap_python_model()._predictor.config.data
+        config = loaded.unwrap_python_model()._predictor.config
     except AttributeError:
         _fail(f"{model} is not a liveness model (its pyfunc model has no liveness predictor)")
-    return info, trained_on, lambda images: loaded.predict(pd.DataFrame({"image": images})).to_dict("records")
+    return (info, config.data, config.threshold,
+            lambda images: loaded.predict(pd.DataFrame({"image": images})).to_dict("records"))
